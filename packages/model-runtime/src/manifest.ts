@@ -1,0 +1,149 @@
+import { createHash } from "node:crypto";
+import { createReadStream, existsSync, readFileSync } from "node:fs";
+import { basename, join } from "node:path";
+import { z } from "zod";
+import { BundleError } from "./errors.js";
+
+/**
+ * The bundle manifest (format "tandem-bundle/1"), written by training/ and read
+ * here. It is the one place that says how a graph's output becomes a vector in
+ * a named embedding space.
+ */
+const ManifestSchema = z.object({
+  format: z.literal("tandem-bundle/1"),
+  name: z.string().min(1),
+  model_id: z.string().min(1),
+  role: z.enum(["student", "teacher"]),
+  space: z.string().min(1),
+  dims: z.number().int().positive(),
+  hidden_size: z.number().int().positive(),
+  pooling: z.enum(["mean", "cls"]),
+  normalize: z.boolean(),
+  max_tokens: z.number().int().min(2),
+  query_prefix: z.string(),
+  document_prefix: z.string(),
+  precision: z.enum(["fp32", "int8", "fp16"]),
+  onnx: z.object({
+    file: z.string().min(1),
+    output: z.string().min(1),
+    output_kind: z.enum(["token", "pooled"]),
+  }),
+  dense: z
+    .object({
+      file: z.string().min(1),
+      in: z.number().int().positive(),
+      out: z.number().int().positive(),
+      bias: z.boolean(),
+    })
+    .nullable()
+    .default(null),
+  tokenizer: z.object({ file: z.string().min(1) }),
+  provenance: z.record(z.string(), z.unknown()).default({}),
+});
+
+export type Manifest = z.infer<typeof ManifestSchema>;
+
+export interface ResolvedBundle {
+  dir: string;
+  manifest: Manifest;
+  onnxPath: string;
+  tokenizerPath: string;
+  /** sha256 of the ONNX graph: names the exact weights. */
+  sha256: string;
+}
+
+function readJson(dir: string, file: string): unknown {
+  const path = join(dir, file);
+  if (!existsSync(path)) throw new BundleError(dir, `missing file ${file}`);
+  try {
+    return JSON.parse(readFileSync(path, "utf8"));
+  } catch (err) {
+    throw new BundleError(dir, `${file} is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+export function parseManifest(dir: string, raw: unknown): Manifest {
+  const parsed = ManifestSchema.safeParse(raw);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`);
+    throw new BundleError(dir, `invalid manifest.json: ${problems.join("; ")}`);
+  }
+  const m = parsed.data;
+  if (m.dense) {
+    if (m.dense.in !== m.hidden_size) {
+      throw new BundleError(dir, `dense.in is ${m.dense.in} but hidden_size is ${m.hidden_size}`);
+    }
+    if (m.dense.out !== m.dims) throw new BundleError(dir, `dense.out is ${m.dense.out} but dims is ${m.dims}`);
+  } else if (m.hidden_size !== m.dims) {
+    throw new BundleError(dir, `dims is ${m.dims} but hidden_size is ${m.hidden_size} and there is no dense layer`);
+  }
+  return m;
+}
+
+/**
+ * A plain sentence-transformers export (config.json, tokenizer.json,
+ * onnx/model.onnx, 1_Pooling/config.json, modules.json) read as a manifest.
+ */
+function fromSentenceTransformers(dir: string): Manifest {
+  const config = readJson(dir, "config.json") as { hidden_size?: number; _name_or_path?: string };
+  const pooling = readJson(dir, join("1_Pooling", "config.json")) as Record<string, unknown>;
+  const modules = readJson(dir, "modules.json") as Array<{ type?: string }>;
+  const stConfig = existsSync(join(dir, "sentence_bert_config.json"))
+    ? (readJson(dir, "sentence_bert_config.json") as { max_seq_length?: number })
+    : {};
+  if (modules.some((m) => m.type?.endsWith("Dense"))) {
+    throw new BundleError(dir, "sentence-transformers Dense modules are not supported: export a bundle with training/");
+  }
+  let mode: "mean" | "cls";
+  if (pooling.pooling_mode_mean_tokens === true) mode = "mean";
+  else if (pooling.pooling_mode_cls_token === true) mode = "cls";
+  else {
+    const active = Object.keys(pooling).filter((k) => k.startsWith("pooling_mode_") && pooling[k] === true);
+    throw new BundleError(dir, `unknown pooling ${active.join(",") || "(none)"} in 1_Pooling/config.json`);
+  }
+  const hidden = config.hidden_size;
+  if (!hidden) throw new BundleError(dir, "config.json has no hidden_size");
+  const modelId = config._name_or_path || basename(dir);
+  return parseManifest(dir, {
+    format: "tandem-bundle/1",
+    name: basename(dir),
+    model_id: modelId,
+    role: "student",
+    space: `${basename(modelId)}/${hidden}`.toLowerCase(),
+    dims: hidden,
+    hidden_size: hidden,
+    pooling: mode,
+    normalize: modules.some((m) => m.type?.endsWith("Normalize")),
+    max_tokens: stConfig.max_seq_length ?? 512,
+    query_prefix: "",
+    document_prefix: "",
+    precision: "fp32",
+    onnx: { file: join("onnx", "model.onnx"), output: "last_hidden_state", output_kind: "token" },
+    dense: null,
+    tokenizer: { file: "tokenizer.json" },
+    provenance: { source: "sentence-transformers export" },
+  });
+}
+
+async function sha256File(path: string): Promise<string> {
+  const hash = createHash("sha256");
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest("hex");
+}
+
+export async function resolveBundle(dir: string): Promise<ResolvedBundle> {
+  if (!existsSync(dir)) throw new BundleError(dir, "directory does not exist");
+  let manifest: Manifest;
+  if (existsSync(join(dir, "manifest.json"))) manifest = parseManifest(dir, readJson(dir, "manifest.json"));
+  else if (existsSync(join(dir, "modules.json"))) manifest = fromSentenceTransformers(dir);
+  else throw new BundleError(dir, "missing file manifest.json (and not a sentence-transformers export)");
+
+  const onnxPath = join(dir, manifest.onnx.file);
+  const tokenizerPath = join(dir, manifest.tokenizer.file);
+  for (const path of [onnxPath, tokenizerPath, ...(manifest.dense ? [join(dir, manifest.dense.file)] : [])]) {
+    if (!existsSync(path)) throw new BundleError(dir, `missing file ${path.slice(dir.length + 1)}`);
+  }
+  const recorded = manifest.provenance.onnx_sha256;
+  const sha256 = typeof recorded === "string" && recorded.length === 64 ? recorded : await sha256File(onnxPath);
+  return { dir, manifest, onnxPath, tokenizerPath, sha256 };
+}

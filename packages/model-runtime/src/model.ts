@@ -1,0 +1,174 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { BundleError } from "./errors.js";
+import { type ExecutionProvider, OrtBackend, type SessionOptions } from "./infer.js";
+import { type Manifest, type ResolvedBundle, resolveBundle } from "./manifest.js";
+import { Dense, l2Normalize, poolTokens, splitPooled } from "./pool.js";
+import { type TextKind, TextTokenizer, type Tokenized } from "./tokenize.js";
+
+export interface ModelInfo {
+  modelId: string;
+  bundleName: string;
+  role: "student" | "teacher";
+  space: string;
+  dims: number;
+  maxTokens: number;
+  precision: string;
+  pooling: string;
+  normalize: boolean;
+  queryPrefix: string;
+  documentPrefix: string;
+  bundleSha256: string;
+  executionProvider: ExecutionProvider;
+}
+
+export interface LoadOptions extends Partial<SessionOptions> {
+  /** Called when a preferred execution provider fails to load and the next is tried. */
+  onProviderFallback?: (provider: ExecutionProvider, err: Error) => void;
+}
+
+/**
+ * A model bundle ready to embed: tokenize -> infer -> pool -> (dense) -> normalise.
+ * Tokenisation is exposed apart from inference so a batcher can budget tokens
+ * before it runs the graph.
+ */
+export class EmbeddingModel {
+  private constructor(
+    readonly bundle: ResolvedBundle,
+    readonly info: ModelInfo,
+    private readonly tokenizer: TextTokenizer,
+    private readonly backend: OrtBackend,
+    private readonly dense: Dense | null,
+  ) {}
+
+  static async load(dir: string, opts: LoadOptions = {}): Promise<EmbeddingModel> {
+    const bundle = await resolveBundle(dir);
+    const m = bundle.manifest;
+    const tokenizer = new TextTokenizer(bundle.tokenizerPath, m.max_tokens, {
+      query: m.query_prefix,
+      document: m.document_prefix,
+    });
+    const dense = m.dense ? loadDense(dir, m.dense) : null;
+    let backend: OrtBackend;
+    try {
+      backend = await OrtBackend.load(
+        bundle.onnxPath,
+        m.onnx.output,
+        { providers: opts.providers ?? ["cpu"], intraOpThreads: opts.intraOpThreads ?? 0 },
+        opts.onProviderFallback ?? (() => {}),
+      );
+    } catch (err) {
+      throw new BundleError(dir, `cannot load ${m.onnx.file}: ${(err as Error).message}`);
+    }
+    const info: ModelInfo = {
+      modelId: m.model_id,
+      bundleName: m.name,
+      role: m.role,
+      space: m.space,
+      dims: m.dims,
+      maxTokens: m.max_tokens,
+      precision: m.precision,
+      pooling: m.pooling,
+      normalize: m.normalize,
+      queryPrefix: m.query_prefix,
+      documentPrefix: m.document_prefix,
+      bundleSha256: bundle.sha256,
+      executionProvider: backend.provider,
+    };
+    const model = new EmbeddingModel(bundle, info, tokenizer, backend, dense);
+    await model.checkGraphWidth(m);
+    return model;
+  }
+
+  tokenize(text: string, kind: TextKind): Tokenized {
+    return this.tokenizer.tokenize(text, kind);
+  }
+
+  /**
+   * Embeds already tokenized texts; one vector per item, in order. Items are
+   * sorted by length and run in chunks whose padding stays under
+   * PADDING_SLACK: on a CPU the graph is compute-bound, so padded tokens cost
+   * as much as real ones and one big ragged batch is slower than a few tight ones.
+   */
+  async embedTokenized(items: readonly Tokenized[]): Promise<Float32Array[]> {
+    const out = new Array<Float32Array>(items.length);
+    for (const chunk of paddingChunks(items)) {
+      const vectors = await this.runGraph(chunk.map((i) => items[i] as Tokenized));
+      chunk.forEach((i, j) => {
+        out[i] = vectors[j] as Float32Array;
+      });
+    }
+    return out;
+  }
+
+  private async runGraph(items: readonly Tokenized[]): Promise<Float32Array[]> {
+    const m = this.bundle.manifest;
+    const raw = await this.backend.run(items);
+    let vectors = m.onnx.output_kind === "token" ? poolTokens(raw, m.pooling) : splitPooled(raw);
+    if (this.dense) {
+      const dense = this.dense;
+      vectors = vectors.map((v) => dense.apply(v));
+    }
+    if (m.normalize) for (const v of vectors) l2Normalize(v);
+    return vectors;
+  }
+
+  async embed(texts: readonly string[], kind: TextKind): Promise<Float32Array[]> {
+    return this.embedTokenized(texts.map((t) => this.tokenize(t, kind)));
+  }
+
+  async release(): Promise<void> {
+    await this.backend.release();
+  }
+
+  /** One real inference at load: proves the graph runs and its width matches the manifest. */
+  private async checkGraphWidth(m: Manifest): Promise<void> {
+    const raw = await this.backend.run([this.tokenize("warm-up", "query")]);
+    const expected = m.onnx.output_kind === "token" ? m.hidden_size : m.dense ? m.dense.in : m.dims;
+    if (raw.width !== expected) {
+      await this.backend.release();
+      throw new BundleError(
+        this.bundle.dir,
+        `dimension mismatch: the graph's ${m.onnx.output} has width ${raw.width}, the manifest says ${expected}`,
+      );
+    }
+  }
+}
+
+/** Padded tokens may exceed real tokens by this factor within one graph run. */
+const PADDING_SLACK = 1.25;
+
+/** Indices of `items` grouped into runs of similar length (sorted, greedy). */
+export function paddingChunks(items: readonly Tokenized[]): number[][] {
+  const order = items.map((_, i) => i).sort((a, b) => items[a]!.ids.length - items[b]!.ids.length);
+  const chunks: number[][] = [];
+  let chunk: number[] = [];
+  let real = 0;
+  for (const i of order) {
+    const len = items[i]!.ids.length;
+    // Sorted ascending, so `len` is the new longest row of the chunk.
+    if (chunk.length > 0 && (chunk.length + 1) * len > PADDING_SLACK * (real + len)) {
+      chunks.push(chunk);
+      chunk = [];
+      real = 0;
+    }
+    chunk.push(i);
+    real += len;
+  }
+  if (chunk.length > 0) chunks.push(chunk);
+  return chunks;
+}
+
+function loadDense(dir: string, spec: NonNullable<Manifest["dense"]>): Dense {
+  const buf = readFileSync(join(dir, spec.file));
+  const weights = spec.in * spec.out;
+  const expected = (weights + (spec.bias ? spec.out : 0)) * 4;
+  if (buf.byteLength !== expected) {
+    throw new BundleError(
+      dir,
+      `${spec.file} has ${buf.byteLength} bytes, expected ${expected} for [${spec.out}x${spec.in}]`,
+    );
+  }
+  const all = new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
+  return new Dense(all.subarray(0, weights), spec.bias ? all.subarray(weights) : null, spec.in, spec.out);
+}

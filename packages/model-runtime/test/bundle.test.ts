@@ -1,0 +1,138 @@
+import assert from "node:assert/strict";
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { cosine } from "../../../test/support/bare.js";
+import { bundleDir } from "../../../test/support/paths.js";
+import { BundleError, EmbeddingModel } from "../src/index.js";
+
+const SOURCE = bundleDir("all-minilm-l6-v2");
+const manifest = JSON.parse(readFileSync(join(SOURCE, "manifest.json"), "utf8")) as Record<string, unknown>;
+
+describe("model bundles", () => {
+  let work: string;
+  before(() => {
+    work = mkdtempSync(join(tmpdir(), "tandem-bundle-"));
+  });
+  after(() => rmSync(work, { recursive: true, force: true }));
+
+  /** A copy of the real bundle (graph linked, not copied) with manifest edits. */
+  function variant(name: string, edit: (m: Record<string, unknown>) => void, skip: string[] = []): string {
+    const dir = join(work, name);
+    mkdirSync(dir);
+    if (!skip.includes("model.onnx")) symlinkSync(join(SOURCE, "model.onnx"), join(dir, "model.onnx"));
+    if (!skip.includes("tokenizer.json")) cpSync(join(SOURCE, "tokenizer.json"), join(dir, "tokenizer.json"));
+    const m = structuredClone(manifest);
+    edit(m);
+    if (!skip.includes("manifest.json")) writeFileSync(join(dir, "manifest.json"), JSON.stringify(m));
+    return dir;
+  }
+
+  async function loadError(dir: string): Promise<string> {
+    try {
+      const model = await EmbeddingModel.load(dir, { intraOpThreads: 1 });
+      await model.release();
+    } catch (err) {
+      assert.ok(err instanceof BundleError, `a BundleError, got ${String(err)}`);
+      return err.message;
+    }
+    throw new Error(`bundle ${dir} loaded but should not have`);
+  }
+
+  it("names a missing directory, manifest, graph or tokenizer", async () => {
+    assert.match(await loadError(join(work, "nope")), /directory does not exist/);
+    assert.match(await loadError(variant("no-manifest", () => {}, ["manifest.json"])), /missing file manifest\.json/);
+    assert.match(await loadError(variant("no-graph", () => {}, ["model.onnx"])), /missing file model\.onnx/);
+    assert.match(await loadError(variant("no-tok", () => {}, ["tokenizer.json"])), /missing file tokenizer\.json/);
+  });
+
+  it("refuses an unknown pooling and a malformed manifest, saying which field", async () => {
+    assert.match(
+      await loadError(variant("max-pool", (m) => (m.pooling = "max"))),
+      /invalid manifest\.json: pooling: Invalid option/,
+    );
+    assert.match(await loadError(variant("no-space", (m) => delete m.space)), /space/);
+  });
+
+  it("detects a dimension mismatch between the manifest and the graph", async () => {
+    const msg = await loadError(
+      variant("wrong-dims", (m) => {
+        m.dims = 512;
+        m.hidden_size = 512;
+      }),
+    );
+    assert.match(msg, /dimension mismatch: the graph's last_hidden_state has width 384, the manifest says 512/);
+  });
+
+  it("applies a dense projection after pooling and before normalisation", async () => {
+    const out = 8;
+    const weights = new Float32Array(out * 384);
+    for (let o = 0; o < out; o++) weights[o * 384 + o] = 1; // picks the first 8 pooled components
+    const dir = variant("dense", (m) => {
+      m.dims = out;
+      m.dense = { file: "dense.f32", in: 384, out, bias: false };
+      m.normalize = false;
+    });
+    writeFileSync(join(dir, "dense.f32"), Buffer.from(weights.buffer));
+    const plain = variant("plain", (m) => (m.normalize = false));
+    const [withDense, without] = await Promise.all([
+      EmbeddingModel.load(dir, { intraOpThreads: 1 }),
+      EmbeddingModel.load(plain, { intraOpThreads: 1 }),
+    ]);
+    const [a] = await withDense.embed(["dense layers project pooled vectors"], "query");
+    const [b] = await without.embed(["dense layers project pooled vectors"], "query");
+    assert.equal(a!.length, out);
+    for (let i = 0; i < out; i++) assert.ok(Math.abs(a![i]! - b![i]!) < 1e-5);
+    await Promise.all([withDense.release(), without.release()]);
+    writeFileSync(join(dir, "dense.f32"), Buffer.alloc(12));
+    assert.match(await loadError(dir), /dense\.f32 has 12 bytes, expected 12288/);
+  });
+
+  it("loads a plain sentence-transformers export and embeds like the bundle", async () => {
+    const dir = join(work, "st-export");
+    mkdirSync(join(dir, "onnx"), { recursive: true });
+    mkdirSync(join(dir, "1_Pooling"));
+    symlinkSync(join(SOURCE, "model.onnx"), join(dir, "onnx", "model.onnx"));
+    cpSync(join(SOURCE, "tokenizer.json"), join(dir, "tokenizer.json"));
+    writeFileSync(join(dir, "config.json"), JSON.stringify({ hidden_size: 384, _name_or_path: "all-MiniLM-L6-v2" }));
+    writeFileSync(join(dir, "sentence_bert_config.json"), JSON.stringify({ max_seq_length: 256 }));
+    writeFileSync(
+      join(dir, "modules.json"),
+      JSON.stringify([
+        { idx: 0, name: "0", path: "", type: "sentence_transformers.models.Transformer" },
+        { idx: 1, name: "1", path: "1_Pooling", type: "sentence_transformers.models.Pooling" },
+        { idx: 2, name: "2", path: "2_Normalize", type: "sentence_transformers.models.Normalize" },
+      ]),
+    );
+    writeFileSync(join(dir, "1_Pooling", "config.json"), JSON.stringify({ pooling_mode_mean_tokens: true }));
+    const [st, bundle] = await Promise.all([
+      EmbeddingModel.load(dir, { intraOpThreads: 1 }),
+      EmbeddingModel.load(SOURCE, { intraOpThreads: 1 }),
+    ]);
+    assert.equal(st.info.space, "all-minilm-l6-v2/384");
+    assert.equal(st.info.pooling, "mean");
+    assert.equal(st.info.normalize, true);
+    const text = ["sentence-transformers exports load without a manifest"];
+    const [a] = await st.embed(text, "query");
+    const [b] = await bundle.embed(text, "query");
+    assert.ok(cosine(a!, b!) > 0.99999);
+    await Promise.all([st.release(), bundle.release()]);
+
+    writeFileSync(join(dir, "1_Pooling", "config.json"), JSON.stringify({ pooling_mode_max_tokens: true }));
+    assert.match(await loadError(dir), /unknown pooling pooling_mode_max_tokens/);
+  });
+
+  it("truncates to max tokens keeping the closing special token, and says so", async () => {
+    const model = await EmbeddingModel.load(SOURCE, { intraOpThreads: 1 });
+    const long = model.tokenize("word ".repeat(1000), "document");
+    assert.equal(long.ids.length, model.info.maxTokens);
+    assert.equal(long.truncated, true);
+    assert.equal(long.ids[0], 101, "[CLS] first");
+    assert.equal(long.ids.at(-1), 102, "[SEP] kept last");
+    const short = model.tokenize("a short query", "query");
+    assert.equal(short.truncated, false);
+    assert.deepEqual(short.ids, [101, 1037, 2460, 23032, 102]);
+    await model.release();
+  });
+});
