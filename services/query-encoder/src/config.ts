@@ -1,0 +1,33 @@
+import { availableParallelism } from "node:os";
+import { commonConfig, env, loadConfig } from "@tandem/service-kit";
+import { z } from "zod";
+
+export const encoderConfigSchema = z.object({
+  ...commonConfig,
+  MODEL_DIR: env.string(".cache/models/leaf-minilm-mpnet", "model bundle directory of the student"),
+  PORT: env.port(50051, "gRPC port (0 picks a free one)"),
+  MAX_BATCH_TOKENS: env.int(
+    8192,
+    16,
+    1 << 20,
+    "token budget of one inference batch, counted as padded tokens (rows x longest row)",
+  ),
+  MAX_BATCH_REQUESTS: env.int(32, 1, 4096, "most requests merged into one inference batch"),
+  MAX_QUEUED_REQUESTS: env.int(256, 1, 1 << 20, "requests waiting for inference; past it RESOURCE_EXHAUSTED"),
+  MAX_TEXTS_PER_REQUEST: env.int(64, 1, 4096, "texts in one Encode request"),
+  MAX_TEXT_BYTES: env.int(8192, 1, 1 << 20, "UTF-8 bytes of one text"),
+  INTRA_OP_THREADS: env.int(
+    Math.min(4, availableParallelism()),
+    0,
+    256,
+    "onnxruntime intra-op threads; default min(4, CPUs); 0 lets onnxruntime pick",
+  ),
+  CACHE_ENTRIES: env.int(10_000, 0, 10_000_000, "LRU cache of (model, kind, text) -> vector; 0 disables it"),
+});
+
+export type EncoderConfig = z.infer<typeof encoderConfigSchema>;
+
+/** Config from the environment, or from an explicit map (tests). */
+export function encoderConfig(vars: NodeJS.ProcessEnv = process.env): EncoderConfig {
+  return loadConfig(encoderConfigSchema, vars);
+}
