@@ -1,0 +1,483 @@
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { FailedPreconditionError, type Logger, ResourceExhaustedError, UnavailableError } from "@tandem/service-kit";
+import { exactTopK } from "./exact.js";
+import { type CompiledClause, FilterPlan, PayloadIndex } from "./filter.js";
+import { HnswIndex, type HnswParams, type MetricName, type Neighbours, type Quantization } from "./hnsw.js";
+import { PayloadStore } from "./payloads.js";
+import {
+  commitManifest,
+  readManifest,
+  type SnapshotManifest,
+  sweep,
+  writeFileAtomic,
+  writeIndexFile,
+} from "./snapshot.js";
+import { decodeRecord, encodeDelete, encodeUpsert, RecordType, Wal, type WalPoint } from "./wal.js";
+
+/**
+ * One collection: its directory holds
+ *
+ *   collection.json   what it is (space, dims, metric, index params), written once
+ *   snapshot.json     + index-<n>.usearch   the last snapshot (snapshot.ts)
+ *   wal/              segments since that snapshot (wal.ts)
+ *   store/            LMDB: ids, payloads, original vectors (payloads.ts)
+ *
+ * Writes are serialised per collection: WAL append + fdatasync, then the
+ * payload store, then the HNSW index and the filter index; the caller is
+ * answered after all of it. Reads never wait for the lock.
+ */
+
+export interface CollectionMeta {
+  name: string;
+  space: string;
+  dims: number;
+  metric: MetricName;
+  m: number;
+  efConstruction: number;
+  efSearch: number;
+  quantization: Quantization;
+  createdAtMs: number;
+}
+
+export interface CollectionOptions {
+  log: Logger;
+  maxPoints: number;
+  filterMaxStringBytes: number;
+  filterExactMax: number;
+  filterMaxOverfetch: number;
+  threads: number;
+  snapshotWalBytes: number;
+  faultSnapshotStallMs: number;
+}
+
+export interface NewPoint {
+  id: string;
+  /** Packed float32 exactly as received (already checked against dims). */
+  vector: Uint8Array;
+  values: Float32Array;
+  payload: string;
+  payloadObject: Record<string, unknown>;
+}
+
+export interface SearchOptions {
+  k: number;
+  ef: number;
+  exact: boolean;
+  filter: CompiledClause[] | null;
+}
+
+/** Serialises async critical sections (a promise chain). */
+class Mutex {
+  private tail: Promise<unknown> = Promise.resolve();
+  run<T>(fn: () => Promise<T>): Promise<T> {
+    const result = this.tail.then(fn);
+    this.tail = result.catch(() => undefined);
+    return result;
+  }
+}
+
+const EXACT_CHUNK_ROWS = 8192;
+
+export class Collection {
+  private readonly lock = new Mutex();
+  private closed = false;
+  /** Set when a write became durable in the WAL but could not be applied in memory. */
+  private broken: Error | null = null;
+  private snapshotting: Promise<void> | null = null;
+
+  private constructor(
+    readonly dir: string,
+    readonly meta: CollectionMeta,
+    private readonly opts: CollectionOptions,
+    private index: HnswIndex,
+    private readonly store: PayloadStore,
+    private readonly filters: PayloadIndex,
+    private readonly wal: Wal,
+    private manifest: SnapshotManifest | null,
+    private _count: number,
+    private nextKey: number,
+  ) {}
+
+  static params(meta: CollectionMeta): HnswParams {
+    return {
+      dims: meta.dims,
+      metric: meta.metric,
+      m: meta.m,
+      efConstruction: meta.efConstruction,
+      quantization: meta.quantization,
+    };
+  }
+
+  /** Writes collection.json into an empty directory (the registry renames it into place). */
+  static async initialise(dir: string, meta: CollectionMeta): Promise<void> {
+    mkdirSync(dir, { recursive: true });
+    await writeFileAtomic(join(dir, "collection.json"), JSON.stringify(meta));
+  }
+
+  static readMeta(dir: string): CollectionMeta {
+    return JSON.parse(readFileSync(join(dir, "collection.json"), "utf8")) as CollectionMeta;
+  }
+
+  /** Restart path: load the snapshot, replay the WAL over index and store, rebuild the filter index. */
+  static async open(dir: string, opts: CollectionOptions): Promise<Collection> {
+    const meta = Collection.readMeta(dir);
+    const log = opts.log.child({ collection: meta.name });
+    const params = Collection.params(meta);
+    const manifest = readManifest(dir);
+    sweep(dir, manifest);
+
+    let index: HnswIndex | null = null;
+    if (manifest) {
+      try {
+        index = HnswIndex.load(params, join(dir, manifest.indexFile), opts.threads);
+      } catch (err) {
+        // The store holds every vector: an unreadable index costs a rebuild, not data.
+        log.error({ err, file: manifest.indexFile }, "snapshot index unreadable: rebuilding from the payload store");
+      }
+    }
+    const rebuildIndex = index === null && manifest !== null;
+    index ??= new HnswIndex(params, opts.threads);
+
+    const store = PayloadStore.open(join(dir, "store"), meta.dims);
+    const walDir = join(dir, "wal");
+    const walFrom = manifest?.walFrom ?? 1;
+    let maxKey = -1;
+    let walBytes = 0;
+    for (const seg of Wal.segments(walDir)) if (seg >= walFrom) walBytes += statSync(Wal.path(walDir, seg)).size;
+    const pending: Array<{ upserts: WalPoint[]; deletes: Array<{ key: number; id: string }> }> = [];
+    const flush = () => {
+      if (pending.length > 0) store.writeManySync(pending.splice(0));
+    };
+    const replayIndex: HnswIndex = index;
+    const replay = Wal.replay(walDir, walFrom, (body) => {
+      const rec = decodeRecord(body, meta.dims);
+      for (const p of rec.points) maxKey = Math.max(maxKey, p.key);
+      if (rec.type === RecordType.Upsert) {
+        pending.push({ upserts: rec.points, deletes: [] });
+        if (!rebuildIndex)
+          replayIndex.upsert(
+            rec.points.map((p) => p.key),
+            matrixOf(rec.points, meta.dims),
+          );
+      } else {
+        pending.push({ upserts: [], deletes: rec.points });
+        if (!rebuildIndex) replayIndex.remove(rec.points.map((p) => p.key));
+      }
+      if (pending.length >= 256) flush();
+    });
+    flush();
+    if (replay.droppedBytes > 0) log.warn({ droppedBytes: replay.droppedBytes }, "WAL: dropped a torn or corrupt tail");
+
+    const nextKey = Math.max(store.nextKey, maxKey + 1);
+    const filters = new PayloadIndex(opts.filterMaxStringBytes);
+    let count = 0;
+    for (const p of store.scan()) {
+      count++;
+      filters.add(p.key, JSON.parse(p.payload) as Record<string, unknown>);
+    }
+    if (rebuildIndex || index.size !== count) {
+      if (!rebuildIndex)
+        log.warn({ index: index.size, store: count }, "index and store disagree: rebuilding the index");
+      index = new HnswIndex(params, opts.threads);
+      const all = store.all();
+      index.upsert(all.keys, all.matrix);
+    }
+    const wal = await Wal.create(walDir, Math.max(replay.lastSegment, walFrom - 1));
+    wal.addReplayed(walBytes, replay.records);
+    log.info(
+      { points: count, snapshot: manifest?.indexFile ?? null, walRecordsReplayed: replay.records },
+      "collection loaded",
+    );
+    return new Collection(dir, meta, { ...opts, log }, index, store, filters, wal, manifest, count, nextKey);
+  }
+
+  get count(): number {
+    return this._count;
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  // ---- writes -------------------------------------------------------------
+
+  /** Inserts or replaces; resolves once the batch is durable and visible. Returns the points written. */
+  upsert(points: NewPoint[]): Promise<number> {
+    // Within one batch the last occurrence of an id wins, as if sent one by one.
+    const byId = new Map<string, NewPoint>();
+    for (const p of points) {
+      byId.delete(p.id);
+      byId.set(p.id, p);
+    }
+    const unique = [...byId.values()];
+    return this.lock.run(async () => {
+      this.checkWritable();
+      if (unique.length === 0) return 0;
+      let next = this.nextKey;
+      const previous: Array<{ key: number; payload: string }> = [];
+      const records: WalPoint[] = unique.map((p) => {
+        let key = this.store.keyOf(p.id);
+        if (key === undefined) key = next++;
+        else {
+          const old = this.store.entry(key);
+          if (old) previous.push({ key, payload: old.payload });
+        }
+        return { key, id: p.id, payload: p.payload, vector: p.vector };
+      });
+      const added = next - this.nextKey;
+      if (this._count + added > this.opts.maxPoints) {
+        throw new ResourceExhaustedError(
+          `collection ${this.meta.name} holds ${this._count} points; ${added} more would pass MAX_POINTS_PER_COLLECTION=${this.opts.maxPoints}`,
+        );
+      }
+      await this.wal.append(encodeUpsert(records));
+      // Durable from here on: a failure below is repaired by replay at the next start.
+      try {
+        await this.store.write(records, [], next);
+        this.index.upsert(
+          records.map((r) => r.key),
+          matrixOfValues(unique, this.meta.dims),
+        );
+        for (const old of previous) this.filters.remove(old.key, JSON.parse(old.payload) as Record<string, unknown>);
+        records.forEach((r, i) => {
+          this.filters.add(r.key, unique[i]!.payloadObject);
+        });
+      } catch (err) {
+        this.markBroken(err);
+        throw err;
+      }
+      this.nextKey = next;
+      this._count += added;
+      this.maybeSnapshot();
+      return unique.length;
+    });
+  }
+
+  /** Deletes the ids present; resolves once durable. Returns how many existed. */
+  delete(ids: string[]): Promise<number> {
+    return this.lock.run(async () => {
+      this.checkWritable();
+      const seen = new Set<string>();
+      const gone: Array<{ key: number; id: string; payload: string }> = [];
+      for (const id of ids) {
+        if (seen.has(id)) continue;
+        seen.add(id);
+        const key = this.store.keyOf(id);
+        if (key === undefined) continue;
+        gone.push({ key, id, payload: this.store.entry(key)?.payload ?? "{}" });
+      }
+      if (gone.length === 0) return 0;
+      await this.wal.append(encodeDelete(gone));
+      try {
+        // Out of the index first: a search in between then simply misses the point.
+        this.index.remove(gone.map((g) => g.key));
+        for (const g of gone) this.filters.remove(g.key, JSON.parse(g.payload) as Record<string, unknown>);
+        await this.store.write([], gone, this.nextKey);
+      } catch (err) {
+        this.markBroken(err);
+        throw err;
+      }
+      this._count -= gone.length;
+      this.maybeSnapshot();
+      return gone.length;
+    });
+  }
+
+  // ---- reads --------------------------------------------------------------
+
+  keyOf(id: string): number | undefined {
+    return this.store.keyOf(id);
+  }
+
+  entry(key: number): { id: string; payload: string } | undefined {
+    return this.store.entry(key);
+  }
+
+  vector(key: number): Float32Array | undefined {
+    return this.store.vector(key);
+  }
+
+  /** Nearest neighbours as (key, distance), best first. */
+  search(query: Float32Array, o: SearchOptions): Neighbours {
+    this.checkReadable();
+    if (this._count === 0) return { keys: [], distances: [] };
+    if (o.filter === null) {
+      if (o.exact) return this.exactOver(null, query, o.k);
+      const res = this.index.search(query, o.k, o.ef);
+      return { keys: res.keys.slice(0, o.k), distances: res.distances.slice(0, o.k) };
+    }
+    const plan = new FilterPlan(this.filters, o.filter);
+    const estimate = plan.estimate;
+    if (estimate === 0) return { keys: [], distances: [] };
+    if (o.exact || estimate <= this.opts.filterExactMax) return this.exactOver(plan.materialize(), query, o.k);
+
+    // Over-fetch from HNSW: start from the expected number of candidates that
+    // yields k matches at this selectivity (x2 margin) and grow 4x until k
+    // matches are found; past the cap, the exact scan of the matching set
+    // guarantees k hits whenever k exist.
+    let fetch = Math.max(o.ef, Math.ceil(((o.k * this._count) / estimate) * 2));
+    for (;;) {
+      fetch = Math.min(fetch, this._count, this.opts.filterMaxOverfetch);
+      const res = this.index.search(query, fetch, fetch);
+      const out: Neighbours = { keys: [], distances: [] };
+      for (let i = 0; i < res.keys.length && out.keys.length < o.k; i++) {
+        const key = res.keys[i]!;
+        if (plan.matches(key)) {
+          out.keys.push(key);
+          out.distances.push(res.distances[i]!);
+        }
+      }
+      if (out.keys.length >= o.k) return out;
+      if (fetch >= this._count || fetch >= this.opts.filterMaxOverfetch) break;
+      fetch *= 4;
+    }
+    return this.exactOver(plan.materialize(), query, o.k);
+  }
+
+  /** Brute force over `keys` (null: the whole collection), in bounded chunks. */
+  private exactOver(keys: number[] | null, query: Float32Array, k: number): Neighbours {
+    const all = keys ?? this.store.allKeys();
+    const candidates: Array<{ key: number; distance: number }> = [];
+    for (let start = 0; start < all.length; start += EXACT_CHUNK_ROWS) {
+      const chunk = this.store.gather(all.slice(start, start + EXACT_CHUNK_ROWS));
+      const res = exactTopK(chunk.matrix, chunk.keys, this.meta.dims, query, k, this.meta.metric);
+      res.keys.forEach((key, i) => {
+        candidates.push({ key, distance: res.distances[i]! });
+      });
+    }
+    candidates.sort((a, b) => a.distance - b.distance);
+    const top = candidates.slice(0, k);
+    return { keys: top.map((c) => c.key), distances: top.map((c) => c.distance) };
+  }
+
+  // ---- snapshots ----------------------------------------------------------
+
+  stats(): {
+    memoryBytes: number;
+    diskBytes: number;
+    walBytes: number;
+    walRecords: number;
+    lastSnapshotMs: number;
+  } {
+    return {
+      memoryBytes: this.index.memoryBytes,
+      diskBytes: existsSync(this.dir) ? duBytes(this.dir) : 0,
+      walBytes: this.wal.bytes,
+      walRecords: this.wal.records,
+      lastSnapshotMs: this.manifest?.takenAtMs ?? 0,
+    };
+  }
+
+  /** Takes a snapshot when the WAL holds anything; concurrent calls share one run. */
+  snapshot(): Promise<void> {
+    if (this.snapshotting) return this.snapshotting;
+    const run = (async () => {
+      const committed = await this.lock.run(() => this.snapshotLocked());
+      if (committed) this.cleanup(committed);
+    })().finally(() => {
+      this.snapshotting = null;
+    });
+    this.snapshotting = run;
+    return run;
+  }
+
+  /** Stops writes and closes the files; with `snapshotFirst` a final snapshot makes the next start fast. */
+  close(snapshotFirst: boolean): Promise<void> {
+    return this.lock.run(async () => {
+      if (this.closed) return;
+      if (snapshotFirst && !this.broken) {
+        const committed = await this.snapshotLocked().catch((err: unknown) => {
+          this.opts.log.error({ err }, "final snapshot failed (the WAL still holds every write)");
+          return null;
+        });
+        if (committed) this.cleanup(committed);
+      }
+      this.closed = true;
+      await this.wal.close();
+      await this.store.close();
+    });
+  }
+
+  private async snapshotLocked(): Promise<SnapshotManifest | null> {
+    if (this.closed || this.broken || this.wal.records === 0) return null;
+    const started = performance.now();
+    this.opts.log.info({ walBytes: this.wal.bytes, points: this._count }, "snapshot started");
+    // Writes wait on the lock, so everything before the new segment is in the index.
+    const walFrom = await this.wal.rotate();
+    const indexFile = await writeIndexFile(
+      this.dir,
+      walFrom,
+      (path) => this.index.save(path),
+      this.opts.faultSnapshotStallMs,
+    );
+    await this.store.flushed();
+    const manifest: SnapshotManifest = { indexFile, walFrom, takenAtMs: Date.now(), points: this._count };
+    await commitManifest(this.dir, manifest);
+    this.manifest = manifest;
+    this.opts.log.info({ walFrom, ms: Math.round(performance.now() - started) }, "snapshot committed");
+    return manifest;
+  }
+
+  private cleanup(manifest: SnapshotManifest): void {
+    try {
+      this.wal.removeBefore(manifest.walFrom);
+      sweep(this.dir, manifest);
+    } catch (err) {
+      // Harmless: leftovers are swept at the next start.
+      this.opts.log.warn({ err }, "snapshot cleanup failed");
+    }
+  }
+
+  private maybeSnapshot(): void {
+    if (this.opts.snapshotWalBytes > 0 && this.wal.bytes >= this.opts.snapshotWalBytes && !this.snapshotting) {
+      setImmediate(() => {
+        this.snapshot().catch((err: unknown) => this.opts.log.error({ err }, "snapshot failed"));
+      });
+    }
+  }
+
+  private checkReadable(): void {
+    if (this.closed) throw new UnavailableError(`collection ${this.meta.name} is closed (dropped or shutting down)`);
+  }
+
+  private checkWritable(): void {
+    this.checkReadable();
+    if (this.broken) {
+      throw new FailedPreconditionError(
+        `collection ${this.meta.name} refuses writes after an internal error (${this.broken.message}); restart the service to replay its WAL`,
+      );
+    }
+  }
+
+  private markBroken(err: unknown): void {
+    this.broken = err instanceof Error ? err : new Error(String(err));
+    this.opts.log.error({ err }, "write durable in the WAL but not applied in memory: collection now read-only");
+  }
+}
+
+function matrixOf(points: WalPoint[], dims: number): Float32Array {
+  const m = new Float32Array(points.length * dims);
+  const bytes = new Uint8Array(m.buffer);
+  points.forEach((p, i) => {
+    bytes.set(p.vector.subarray(0, dims * 4), i * dims * 4);
+  });
+  return m;
+}
+
+function matrixOfValues(points: NewPoint[], dims: number): Float32Array {
+  const m = new Float32Array(points.length * dims);
+  points.forEach((p, i) => {
+    m.set(p.values, i * dims);
+  });
+  return m;
+}
+
+function duBytes(dir: string): number {
+  let total = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    total += e.isDirectory() ? duBytes(p) : e.isFile() ? statSync(p).size : 0;
+  }
+  return total;
+}

@@ -1,0 +1,167 @@
+import { availableParallelism } from "node:os";
+import { Index, MetricKind, ScalarKind } from "usearch";
+
+/**
+ * The HNSW index (usearch): vectors under internal uint32 keys. The mapping
+ * from the user's string ids to keys lives in the payload store; this module
+ * only knows numbers.
+ *
+ * usearch's JS binding has no per-query ef: its search beam is
+ * max(expansion_search, wanted). We build the index with expansion_search = 1
+ * and ask for max(k, ef) results, which gives exactly a beam of width ef (the
+ * hnswlib semantics), then the caller keeps the first k.
+ */
+
+export type MetricName = "cosine" | "dot" | "l2";
+export type Quantization = "f32" | "f16" | "i8";
+
+export interface HnswParams {
+  dims: number;
+  metric: MetricName;
+  m: number;
+  efConstruction: number;
+  quantization: Quantization;
+}
+
+const METRIC: Record<MetricName, MetricKind> = {
+  cosine: MetricKind.Cos,
+  dot: MetricKind.IP,
+  l2: MetricKind.L2sq,
+};
+const SCALAR: Record<Quantization, ScalarKind> = {
+  f32: ScalarKind.F32,
+  f16: ScalarKind.F16,
+  i8: ScalarKind.I8,
+};
+const SCALAR_BYTES: Record<Quantization, number> = { f32: 4, f16: 2, i8: 1 };
+
+export function usearchMetric(metric: MetricName): MetricKind {
+  return METRIC[metric];
+}
+
+/** usearch distance -> the API's score: similarity for cosine/dot (higher is better), squared L2 for l2. */
+export function scoreOf(metric: MetricName, distance: number): number {
+  return metric === "l2" ? distance : 1 - distance;
+}
+
+export interface Neighbours {
+  keys: number[];
+  distances: number[];
+}
+
+export class HnswIndex {
+  private readonly index: Index;
+  private readonly threads: number;
+
+  constructor(
+    readonly params: HnswParams,
+    threads = 0,
+  ) {
+    this.threads = threads > 0 ? threads : availableParallelism();
+    this.index = new Index({
+      dimensions: params.dims,
+      metric: METRIC[params.metric],
+      quantization: SCALAR[params.quantization],
+      connectivity: params.m,
+      expansion_add: params.efConstruction,
+      expansion_search: 1,
+      multi: false,
+    });
+  }
+
+  /** An index read from a file written by `save` (throws when the file is unusable). */
+  static load(params: HnswParams, path: string, threads = 0): HnswIndex {
+    const idx = new HnswIndex(params, threads);
+    idx.index.load(path);
+    if (idx.index.dimensions() !== params.dims) {
+      throw new Error(`index file ${path} has ${idx.index.dimensions()} dimensions, expected ${params.dims}`);
+    }
+    return idx;
+  }
+
+  get size(): number {
+    return this.index.size();
+  }
+
+  /** Approximate bytes held: vectors at their quantised width plus the base-layer graph and keys. */
+  get memoryBytes(): number {
+    const perVector = this.params.dims * SCALAR_BYTES[this.params.quantization] + this.params.m * 2 * 4 + 8 + 16;
+    return this.index.capacity() * perVector;
+  }
+
+  contains(key: number): boolean {
+    return this.index.contains(BigInt(key)) as boolean;
+  }
+
+  /**
+   * Inserts or replaces: usearch refuses a key it holds, so present keys are
+   * removed first. `vectors` is the flat row-major matrix of `keys.length` rows.
+   */
+  upsert(keys: number[], vectors: Float32Array): void {
+    if (keys.length === 0) return;
+    const big = BigUint64Array.from(keys, (k) => BigInt(k));
+    const present = this.index.contains(big) as boolean[];
+    const stale = big.filter((_, i) => present[i]);
+    if (stale.length > 0) this.index.remove(stale);
+    // One thread for small batches: spawning native threads costs more than it saves.
+    this.index.add(big, vectors, keys.length >= 64 ? this.threads : 1);
+  }
+
+  remove(keys: number[]): void {
+    if (keys.length === 0) return;
+    const big = BigUint64Array.from(keys, (k) => BigInt(k));
+    const present = this.index.contains(big) as boolean[];
+    const gone = big.filter((_, i) => present[i]);
+    if (gone.length > 0) this.index.remove(gone);
+  }
+
+  /** Up to `max(wanted, ef)` nearest keys, best first (see the note at the top about ef). */
+  search(query: Float32Array, wanted: number, ef: number): Neighbours {
+    const n = Math.min(Math.max(wanted, ef), Math.max(1, this.size));
+    if (this.size === 0) return { keys: [], distances: [] };
+    const res = this.index.search(query, n, 1);
+    const keys: number[] = [];
+    const distances: number[] = [];
+    for (let i = 0; i < res.keys.length; i++) {
+      const d = res.distances[i]!;
+      const k = res.keys[i]!;
+      // Unfilled slots come back as the max key / NaN-ish distances.
+      if (k === 0xffffffffffffffffn || Number.isNaN(d)) break;
+      keys.push(Number(k));
+      distances.push(d);
+    }
+    return { keys, distances };
+  }
+
+  /** A batch of queries (one flat matrix) searched on the native thread pool. */
+  searchBatch(queries: Float32Array, wanted: number, ef: number): Neighbours[] {
+    const rows = queries.length / this.params.dims;
+    if (this.size === 0) return Array.from({ length: rows }, () => ({ keys: [], distances: [] }));
+    const n = Math.min(Math.max(wanted, ef), this.size);
+    const out: Neighbours[] = [];
+    const threads = Math.min(this.threads, rows);
+    if (rows === 1) return [this.search(queries, wanted, ef)];
+    const rowsOf = Array.from({ length: rows }, (_, i) =>
+      queries.subarray(i * this.params.dims, (i + 1) * this.params.dims),
+    );
+    const res = this.index.search(rowsOf, n, threads);
+    for (let r = 0; r < rows; r++) {
+      const m = res.get(r);
+      const keys: number[] = [];
+      const distances: number[] = [];
+      for (let i = 0; i < m.keys.length; i++) {
+        const k = m.keys[i]!;
+        if (k === 0xffffffffffffffffn) break;
+        keys.push(Number(k));
+        distances.push(m.distances[i]!);
+      }
+      out.push({ keys, distances });
+    }
+    return out;
+  }
+
+  /** Writes the whole index to `path` (the caller fsyncs and renames). */
+  save(path: string): void {
+    this.index.save(path);
+  }
+}

@@ -1,0 +1,4 @@
+/** The native library exactly as this service loads it: the benchmark's bare in-process baseline. */
+export * as usearch from "usearch";
+export { type AnnConfig, annConfig, annConfigSchema } from "./config.js";
+export { type RunningAnn, startAnn } from "./service.js";

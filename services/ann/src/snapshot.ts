@@ -1,0 +1,86 @@
+import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { open, rename } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { syncDir } from "./wal.js";
+
+/**
+ * Snapshot files of one collection directory:
+ *
+ *   index-<walFrom>.usearch   the HNSW index as of the start of WAL segment <walFrom>
+ *   snapshot.json             which index file is current, and where the WAL replay starts
+ *
+ * Commit order (each step fsynced): index written to a temp name -> renamed ->
+ * payload store flushed -> snapshot.json replaced by rename -> only then the
+ * older index file and the WAL segments before <walFrom> are deleted. A crash
+ * before the snapshot.json rename leaves the previous snapshot and all of its
+ * WAL in place; after it, the new one is complete. Leftovers are removed at
+ * the next start (`sweep`).
+ */
+
+export interface SnapshotManifest {
+  indexFile: string;
+  walFrom: number;
+  takenAtMs: number;
+  points: number;
+}
+
+export const MANIFEST = "snapshot.json";
+
+export function readManifest(dir: string): SnapshotManifest | null {
+  const path = join(dir, MANIFEST);
+  if (!existsSync(path)) return null;
+  return JSON.parse(readFileSync(path, "utf8")) as SnapshotManifest;
+}
+
+/** Writes `bytes` to `path` atomically: temp file, fsync, rename, fsync of the directory. */
+export async function writeFileAtomic(path: string, bytes: string | Uint8Array): Promise<void> {
+  const tmp = `${path}.tmp`;
+  const fh = await open(tmp, "w");
+  try {
+    await fh.writeFile(bytes);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await rename(tmp, path);
+  await syncDir(dirname(path));
+}
+
+/**
+ * Saves the index through `save` (usearch writes the file itself) under a temp
+ * name, fsyncs it and renames it to its final name. Returns the file name.
+ */
+export async function writeIndexFile(
+  dir: string,
+  walFrom: number,
+  save: (path: string) => void,
+  stallMs = 0,
+): Promise<string> {
+  const name = `index-${walFrom}.usearch`;
+  const tmp = join(dir, `${name}.tmp`);
+  save(tmp);
+  const fh = await open(tmp, "r+");
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  // Fault injection for the crash test: a window in which the temp file exists
+  // and nothing is committed yet.
+  if (stallMs > 0) await new Promise((r) => setTimeout(r, stallMs));
+  await rename(tmp, join(dir, name));
+  await syncDir(dir);
+  return name;
+}
+
+export async function commitManifest(dir: string, manifest: SnapshotManifest): Promise<void> {
+  await writeFileAtomic(join(dir, MANIFEST), JSON.stringify(manifest));
+}
+
+/** Removes temp files and index files other than the current one. */
+export function sweep(dir: string, current: SnapshotManifest | null): void {
+  for (const f of readdirSync(dir)) {
+    const stale = f.endsWith(".tmp") || (/^index-\d+\.usearch$/.test(f) && f !== current?.indexFile);
+    if (stale) rmSync(join(dir, f), { force: true });
+  }
+}

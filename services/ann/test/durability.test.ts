@@ -1,0 +1,299 @@
+import assert from "node:assert/strict";
+import { type ChildProcess, spawn } from "node:child_process";
+import { appendFileSync, readdirSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { credentials } from "@grpc/grpc-js";
+import { AnnClient, decodeVector } from "@tandem/proto";
+import { createReq, point, rng, searchReq, startTestAnn, tempDir, unary, upsert } from "./support.js";
+
+const D = 32;
+const REPO = fileURLToPath(new URL("../../../", import.meta.url));
+
+/** The vector of point n: recomputable by the checker, different for every n. */
+function vectorOf(n: number): Float32Array {
+  const r = rng(n + 1);
+  return Float32Array.from({ length: D }, () => r() - 0.5);
+}
+
+async function expectAll(client: AnnClient, collection: string, ids: number[]): Promise<void> {
+  for (let i = 0; i < ids.length; i += 500) {
+    const chunk = ids.slice(i, i + 500);
+    const got = await unary(
+      client.get.bind(client),
+      { collection, ids: chunk.map((n) => `p-${n}`), withVectors: true },
+      { timeoutMs: 30_000 },
+    );
+    assert.deepEqual(got.missing, [], `acknowledged ids missing after restart: ${got.missing.slice(0, 5).join(", ")}`);
+    for (const p of got.points) {
+      const n = Number(p.id.slice(2));
+      assert.deepEqual(decodeVector(p.vector, D), vectorOf(n), `vector of ${p.id}`);
+      assert.deepEqual(JSON.parse(p.payloadJson), { n });
+    }
+  }
+}
+
+function walFiles(dir: string, collection: string): string[] {
+  return readdirSync(join(dir, "collections", collection, "wal")).sort();
+}
+
+describe("ann: restart = snapshot + WAL replay (in-process)", () => {
+  test("writes survive a restart without snapshot, with snapshot, and WAL after a snapshot", async () => {
+    const tmp = tempDir("restart");
+    try {
+      let s = await startTestAnn(tmp.dir, { SNAPSHOT_ON_SHUTDOWN: "false" });
+      await unary(s.client.createCollection.bind(s.client), createReq("c", D));
+      await upsert(s.client, [
+        { collection: "c", points: [0, 1, 2, 3].map((n) => point(`p-${n}`, vectorOf(n), { n })) },
+      ]);
+      await unary(s.client.delete.bind(s.client), { collection: "c", ids: ["p-3"] });
+      await s.stop();
+
+      s = await startTestAnn(tmp.dir, { SNAPSHOT_ON_SHUTDOWN: "true" });
+      await expectAll(s.client, "c", [0, 1, 2]);
+      const gone = await unary(s.client.get.bind(s.client), { collection: "c", ids: ["p-3"], withVectors: false });
+      assert.deepEqual(gone.missing, ["p-3"]);
+      await upsert(s.client, [{ collection: "c", points: [4, 5].map((n) => point(`p-${n}`, vectorOf(n), { n })) }]);
+      await s.stop(); // final snapshot: the WAL it covers is deleted, a fresh empty segment remains
+      const left = walFiles(tmp.dir, "c");
+      assert.equal(left.length, 1);
+      assert.equal(statSync(join(tmp.dir, "collections", "c", "wal", left[0]!)).size, 0);
+
+      s = await startTestAnn(tmp.dir, { SNAPSHOT_ON_SHUTDOWN: "false" });
+      await expectAll(s.client, "c", [0, 1, 2, 4, 5]);
+      await upsert(s.client, [{ collection: "c", points: [6, 7].map((n) => point(`p-${n}`, vectorOf(n), { n })) }]);
+      // Replace after the snapshot: the replay must end with the new value.
+      await upsert(s.client, [{ collection: "c", points: [point("p-0", vectorOf(100), { n: 100 })] }]);
+      await s.stop();
+
+      s = await startTestAnn(tmp.dir);
+      await expectAll(s.client, "c", [1, 2, 4, 5, 6, 7]);
+      const replaced = await unary(s.client.get.bind(s.client), { collection: "c", ids: ["p-0"], withVectors: true });
+      assert.deepEqual(decodeVector(replaced.points[0]!.vector, D), vectorOf(100));
+      const hit = await unary(s.client.search.bind(s.client), searchReq("c", vectorOf(100), { k: 1 }));
+      assert.equal(hit.hits[0]?.id, "p-0");
+      const stats = await unary(s.client.stats.bind(s.client), { collection: "c" });
+      assert.equal(stats.info?.count, 7);
+      // Fresh ids after restarts never collide with stored keys.
+      await upsert(s.client, [{ collection: "c", points: [8].map((n) => point(`p-${n}`, vectorOf(n), { n })) }]);
+      await expectAll(s.client, "c", [1, 2, 4, 5, 6, 7, 8]);
+      await s.stop();
+    } finally {
+      tmp.remove();
+    }
+  });
+
+  test("a torn WAL tail is detected by its checksum, dropped, and the log stays appendable", async () => {
+    const tmp = tempDir("torn");
+    try {
+      let s = await startTestAnn(tmp.dir, { SNAPSHOT_ON_SHUTDOWN: "false" });
+      await unary(s.client.createCollection.bind(s.client), createReq("c", D));
+      await upsert(s.client, [{ collection: "c", points: [0, 1].map((n) => point(`p-${n}`, vectorOf(n), { n })) }]);
+      await s.stop();
+      const wal = join(tmp.dir, "collections", "c", "wal");
+      const last = join(wal, walFiles(tmp.dir, "c").at(-1)!);
+      const good = statSync(last).size;
+      assert.ok(good > 0);
+      // A frame header promising 1000 bytes followed by only 10: a write cut short by a crash.
+      const header = Buffer.alloc(8);
+      header.writeUInt32LE(1000, 0);
+      header.writeUInt32LE(12345, 4);
+      appendFileSync(last, Buffer.concat([header, Buffer.alloc(10, 7)]));
+
+      s = await startTestAnn(tmp.dir, { SNAPSHOT_ON_SHUTDOWN: "false" });
+      await expectAll(s.client, "c", [0, 1]);
+      assert.equal(statSync(last).size, good, "torn tail truncated");
+      await upsert(s.client, [{ collection: "c", points: [point("p-2", vectorOf(2), { n: 2 })] }]);
+      await s.stop();
+
+      // A whole frame with a wrong checksum (bit rot in the last record) is dropped too.
+      const newest = join(wal, walFiles(tmp.dir, "c").at(-1)!);
+      const frame = Buffer.alloc(8 + 4);
+      frame.writeUInt32LE(4, 0);
+      frame.writeUInt32LE(0xdeadbeef, 4);
+      appendFileSync(newest, frame);
+      s = await startTestAnn(tmp.dir);
+      await expectAll(s.client, "c", [0, 1, 2]);
+      await s.stop();
+    } finally {
+      tmp.remove();
+    }
+  });
+});
+
+// ---- the real process, killed with SIGKILL ------------------------------
+
+interface Child {
+  proc: ChildProcess;
+  port: number;
+  client: AnnClient;
+  lines: string[];
+  waitFor(pattern: RegExp, timeoutMs?: number): Promise<string>;
+}
+
+async function spawnAnn(dataDir: string, env: Record<string, string> = {}): Promise<Child> {
+  const proc = spawn(process.execPath, ["--conditions=tandem-src", "--import", "tsx", "services/ann/src/main.ts"], {
+    cwd: REPO,
+    env: {
+      ...process.env,
+      PORT: "0",
+      HOST: "127.0.0.1",
+      DATA_DIR: dataDir,
+      LOG_LEVEL: "info",
+      SNAPSHOT_INTERVAL_MS: "0",
+      ...env,
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const lines: string[] = [];
+  const waiters: Array<{ pattern: RegExp; resolve: (l: string) => void }> = [];
+  let buf = "";
+  proc.stdout!.on("data", (d: Buffer) => {
+    buf += d.toString("utf8");
+    let nl = buf.indexOf("\n");
+    while (nl >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      lines.push(line);
+      for (const w of [...waiters]) {
+        if (w.pattern.test(line)) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve(line);
+        }
+      }
+      nl = buf.indexOf("\n");
+    }
+  });
+  let stderr = "";
+  proc.stderr!.on("data", (d: Buffer) => {
+    stderr += d.toString("utf8");
+  });
+  const waitFor = (pattern: RegExp, timeoutMs = 60_000) =>
+    new Promise<string>((resolve, reject) => {
+      const seen = lines.find((l) => pattern.test(l));
+      if (seen) return resolve(seen);
+      const timer = setTimeout(
+        () =>
+          reject(new Error(`no log line matching ${pattern} within ${timeoutMs} ms; stderr: ${stderr.slice(-2000)}`)),
+        timeoutMs,
+      );
+      waiters.push({
+        pattern,
+        resolve: (l) => {
+          clearTimeout(timer);
+          resolve(l);
+        },
+      });
+      proc.once("exit", (code) =>
+        reject(new Error(`ann exited (${code}) before ${pattern}; stderr: ${stderr.slice(-2000)}`)),
+      );
+    });
+  const serving = await waitFor(/"ann serving"/);
+  const port = (JSON.parse(serving) as { port: number }).port;
+  const client = new AnnClient(`127.0.0.1:${port}`, credentials.createInsecure());
+  return { proc, port, client, lines, waitFor };
+}
+
+function kill9(child: Child): Promise<void> {
+  child.client.close();
+  return new Promise((resolve) => {
+    if (child.proc.exitCode !== null) return resolve();
+    child.proc.once("exit", () => resolve());
+    child.proc.kill("SIGKILL");
+  });
+}
+
+/**
+ * Concurrent upsert streams of fresh points until `until` resolves; returns
+ * the ids whose Upsert call was acknowledged.
+ */
+async function writeLoad(client: AnnClient, next: { n: number }, until: Promise<unknown>): Promise<number[]> {
+  const acked: number[] = [];
+  let stop = false;
+  void until.then(
+    () => {
+      stop = true;
+    },
+    () => {
+      stop = true;
+    },
+  );
+  const writer = async () => {
+    while (!stop) {
+      const batch = Array.from({ length: 2 }, () =>
+        Array.from({ length: 25 }, () => {
+          const n = next.n++;
+          return n;
+        }),
+      );
+      try {
+        await upsert(
+          client,
+          batch.map((ns) => ({ collection: "c", points: ns.map((n) => point(`p-${n}`, vectorOf(n), { n })) })),
+          10_000,
+        );
+        acked.push(...batch.flat());
+      } catch {
+        return; // the server died: unacknowledged writes may or may not exist
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: 4 }, writer));
+  return acked;
+}
+
+describe("ann: SIGKILL of the real server process loses no acknowledged write", () => {
+  test("kill -9 mid-stream, mid-snapshot, and at random points with frequent snapshots", async () => {
+    const tmp = tempDir("crash");
+    const next = { n: 0 };
+    const acked: number[] = [];
+    try {
+      // 1. Killed in the middle of a stream of upserts.
+      let child = await spawnAnn(tmp.dir);
+      await unary(child.client.createCollection.bind(child.client), createReq("c", D));
+      let killAt = new Promise((r) => setTimeout(r, 1500)).then(() => kill9(child));
+      acked.push(...(await writeLoad(child.client, next, killAt)));
+      await killAt;
+      assert.ok(acked.length > 200, `acknowledged before the kill: ${acked.length}`);
+
+      // 2. Killed inside a snapshot: index temp file written, nothing committed.
+      child = await spawnAnn(tmp.dir, { SNAPSHOT_WAL_BYTES: "65536", FAULT_SNAPSHOT_STALL_MS: "30000" });
+      await expectAll(child.client, "c", acked);
+      const stalled = child.waitFor(/"snapshot started"/).then(() => new Promise((r) => setTimeout(r, 300)));
+      killAt = stalled.then(() => kill9(child));
+      acked.push(...(await writeLoad(child.client, next, killAt)));
+      await killAt;
+      assert.ok(
+        readdirSync(join(tmp.dir, "collections", "c")).some((f) => f.endsWith(".usearch.tmp")),
+        "killed while the snapshot's temp file existed",
+      );
+
+      // 3. Frequent snapshots, killed at random moments.
+      const r = rng(42);
+      for (let round = 0; round < 3; round++) {
+        child = await spawnAnn(tmp.dir, { SNAPSHOT_WAL_BYTES: "32768" });
+        await expectAll(child.client, "c", acked);
+        const c = child;
+        killAt = new Promise((res) => setTimeout(res, 300 + r() * 900)).then(() => kill9(c));
+        acked.push(...(await writeLoad(child.client, next, killAt)));
+        await killAt;
+      }
+      assert.ok(
+        child.lines.some((l) => l.includes('"snapshot committed"')),
+        "snapshots were committed between the kills",
+      );
+
+      child = await spawnAnn(tmp.dir);
+      await expectAll(child.client, "c", acked);
+      const stats = await unary(child.client.stats.bind(child.client), { collection: "c" });
+      assert.ok(stats.info!.count >= acked.length && stats.info!.count <= next.n);
+      const some = acked[Math.floor(acked.length / 2)]!;
+      const hit = await unary(child.client.search.bind(child.client), searchReq("c", vectorOf(some), { k: 1 }));
+      assert.equal(hit.hits[0]?.id, `p-${some}`);
+      await kill9(child);
+    } finally {
+      tmp.remove();
+    }
+  });
+});
