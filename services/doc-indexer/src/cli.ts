@@ -1,0 +1,124 @@
+// The indexer from a terminal:
+//
+//   tsx services/doc-indexer/src/cli.ts index  --collection C --file corpus.jsonl [--limit N] [--addr host:port]
+//   tsx services/doc-indexer/src/cli.ts index  --collection C --server-file /path/on/the/workers.jsonl [--limit N]
+//   tsx services/doc-indexer/src/cli.ts status JOB_ID
+//   tsx services/doc-indexer/src/cli.ts reindex --alias A --bundle DIR [--queries queries.jsonl]
+//
+// `--file` reads a local JSONL / BEIR corpus and streams it through Submit; `--server-file`
+// hands the workers a path they can read (SubmitFile). Both then follow the job with a progress bar.
+import { createReadStream } from "node:fs";
+import { createInterface } from "node:readline";
+import { parseArgs } from "node:util";
+import { credentials } from "@grpc/grpc-js";
+import { type Document, IndexerClient, JobState, type JobStatusResponse, type SubmitResponse } from "@tandem/proto";
+import { channelOptions, unary } from "@tandem/service-kit";
+import { parseCorpusLine } from "./corpus.js";
+
+const { values: opts, positionals } = parseArgs({
+  allowPositionals: true,
+  options: {
+    addr: { type: "string", default: process.env.INDEXER_ADDR ?? "127.0.0.1:50053" },
+    collection: { type: "string" },
+    file: { type: "string" },
+    "server-file": { type: "string" },
+    limit: { type: "string", default: "0" },
+    alias: { type: "string" },
+    bundle: { type: "string" },
+    queries: { type: "string", default: "" },
+    "batch-docs": { type: "string", default: "256" },
+  },
+});
+
+const client = new IndexerClient(opts.addr, credentials.createInsecure(), channelOptions(64 * 1024 * 1024));
+
+function fail(msg: string): never {
+  process.stderr.write(`doc-indexer: ${msg}\n`);
+  process.exit(2);
+}
+
+async function streamFile(collection: string, path: string, limit: number): Promise<SubmitResponse> {
+  return new Promise<SubmitResponse>((resolve, reject) => {
+    const call = client.submit((err, res) => (err ? reject(err) : resolve(res)));
+    const batchDocs = Number(opts["batch-docs"]);
+    let batch: Document[] = [];
+    let n = 0;
+    const lines = createInterface({ input: createReadStream(path), crlfDelay: Number.POSITIVE_INFINITY });
+    (async () => {
+      for await (const line of lines) {
+        if (!line.trim()) continue;
+        if (limit > 0 && n >= limit) break;
+        n++;
+        const d = parseCorpusLine(line);
+        // A line that does not parse is still sent: the service rejects it with a reason and a position.
+        batch.push("error" in d ? { id: d.id, text: "", payloadJson: "" } : d);
+        if (batch.length >= batchDocs) {
+          if (!call.write({ collection, documents: batch })) await new Promise((r) => call.once("drain", r));
+          batch = [];
+        }
+      }
+      call.write({ collection, documents: batch });
+      call.end();
+    })().catch(reject);
+  });
+}
+
+function bar(s: JobStatusResponse): string {
+  const finished = s.docsDone + s.docsSkipped + s.docsFailed;
+  const frac = s.docsTotal > 0 ? Math.min(1, finished / s.docsTotal) : 0;
+  const width = 30;
+  const full = Math.round(frac * width);
+  return (
+    `[${"#".repeat(full)}${".".repeat(width - full)}] ${finished}/${s.docsTotal} ` +
+    `done ${s.docsDone} skipped ${s.docsSkipped} failed ${s.docsFailed} ` +
+    `${s.docsPerS.toFixed(1)} docs/s ${Math.round(s.tokensPerS)} tok/s ${JobState[s.state].replace("JOB_STATE_", "")}`
+  );
+}
+
+async function follow(jobId: string): Promise<JobStatusResponse> {
+  for (;;) {
+    const s = await unary(client.jobStatus.bind(client), { jobId });
+    process.stderr.write(`\r${bar(s)}   `);
+    if (s.state === JobState.JOB_STATE_COMPLETED || s.state === JobState.JOB_STATE_FAILED) {
+      process.stderr.write("\n");
+      return s;
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+async function main(): Promise<number> {
+  const [command, arg] = positionals;
+  let jobId: string;
+  if (command === "index") {
+    const collection = opts.collection ?? fail("--collection is required");
+    const limit = Number(opts.limit);
+    let res: SubmitResponse;
+    if (opts.file) res = await streamFile(collection, opts.file, limit);
+    else if (opts["server-file"]) {
+      res = await unary(client.submitFile.bind(client), { collection, path: opts["server-file"], limit });
+    } else fail("--file or --server-file is required");
+    for (const r of res.rejected) process.stderr.write(`rejected #${r.index} ${JSON.stringify(r.id)}: ${r.reason}\n`);
+    process.stderr.write(`job ${res.jobId}: ${res.accepted} accepted, ${res.rejected.length} rejected\n`);
+    jobId = res.jobId;
+  } else if (command === "reindex") {
+    const res = await unary(client.reindex.bind(client), {
+      alias: opts.alias ?? fail("--alias is required"),
+      teacherBundleDir: opts.bundle ?? fail("--bundle is required"),
+      parityQueriesPath: opts.queries,
+    });
+    jobId = res.jobId;
+  } else if (command === "status") {
+    jobId = arg ?? fail("status JOB_ID");
+  } else {
+    fail("usage: cli.ts index|status|reindex ... (see the header of cli.ts)");
+  }
+  const final = await follow(jobId);
+  process.stdout.write(`${JSON.stringify(final)}\n`);
+  return final.state === JobState.JOB_STATE_COMPLETED ? 0 : 1;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => fail(err instanceof Error ? err.message : String(err)),
+);

@@ -1,0 +1,103 @@
+import { IndexerService } from "@tandem/proto";
+import {
+  bind,
+  createLogger,
+  type Logger,
+  type Meter,
+  serverSecurity,
+  startMetrics,
+  startServer,
+  upstreamSecurity,
+} from "@tandem/service-kit";
+import { AnnGateway } from "./ann-writer.js";
+import type { IndexerConfig } from "./config.js";
+import { IndexerMetrics } from "./metrics.js";
+import { Producer } from "./producer.js";
+import { Keys, openDeadLetterQueue, openQueue, openRedis } from "./queue.js";
+import { indexerHandlers } from "./server.js";
+import { TeacherRegistry } from "./teacher.js";
+import { type RunningWorker, startWorker } from "./worker.js";
+
+export interface RunningIndexer {
+  port: number;
+  log: Logger;
+  /** The in-process worker (RUN_WORKER=true), or null. */
+  worker: RunningWorker | null;
+  stop(): Promise<void>;
+}
+
+/**
+ * The producer API (gRPC Indexer) and, unless RUN_WORKER=false, one queue
+ * worker in the same process. Workers scale out as separate processes
+ * (`worker-main.ts`) sharing the queue in Redis.
+ */
+export async function startIndexer(
+  config: IndexerConfig,
+  deps: { log?: Logger; meter?: Meter } = {},
+): Promise<RunningIndexer> {
+  const log = deps.log ?? createLogger("doc-indexer", config.LOG_LEVEL);
+  const ownMetrics = deps.meter ? null : await startMetrics("doc-indexer", config.METRICS_PORT, config.HOST);
+  const meter = deps.meter ?? ownMetrics!.meter;
+  const keys = new Keys(config.QUEUE_PREFIX);
+  const redis = openRedis(config);
+  const queue = openQueue(config);
+  const deadLetters = openDeadLetterQueue(config);
+  const ann = new AnnGateway(
+    config.ANN_ADDR,
+    config.ANN_TIMEOUT_MS,
+    config.MAX_MESSAGE_BYTES,
+    upstreamSecurity(config, "ANN"),
+  );
+  const teachers = new TeacherRegistry(
+    redis,
+    keys,
+    { providers: config.PROVIDERS, intraOpThreads: config.INTRA_OP_THREADS },
+    log,
+  );
+  const teacher = await teachers.register(config.TEACHER_BUNDLE_DIR);
+  const metrics = new IndexerMetrics(meter, async () => queue.getJobCounts("waiting", "active", "delayed", "failed"));
+  const producer = new Producer(config, queue, deadLetters, redis, keys, ann, teachers, log);
+  const worker = config.RUN_WORKER ? await startWorker(config, { log, meter, metrics }) : null;
+
+  const server = await startServer({
+    services: [
+      bind(
+        "tandem.v1.Indexer",
+        IndexerService,
+        indexerHandlers({ config, producer, redis, keys, teacher: worker?.teacher ?? null }),
+      ),
+    ],
+    host: config.HOST,
+    port: config.PORT,
+    maxMessageBytes: config.MAX_MESSAGE_BYTES,
+    log,
+    meter,
+    security: serverSecurity(config),
+  });
+  server.setServing(true);
+  log.info(
+    {
+      port: server.port,
+      space: teacher.space,
+      queue: `${config.QUEUE_PREFIX}`,
+      inProcessWorker: worker !== null,
+      ann: config.ANN_ADDR,
+    },
+    "doc-indexer serving",
+  );
+
+  return {
+    port: server.port,
+    log,
+    worker,
+    async stop() {
+      await server.shutdown(config.SHUTDOWN_GRACE_MS);
+      await worker?.stop();
+      await queue.close();
+      await deadLetters.close();
+      ann.close();
+      redis.disconnect();
+      await ownMetrics?.shutdown();
+    },
+  };
+}

@@ -1,0 +1,88 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { JobState } from "@tandem/proto";
+import { unary } from "@tandem/service-kit";
+import { openQueue } from "../src/queue.js";
+import { type RunningIndexer, startIndexer } from "../src/service.js";
+import {
+  type AnnHandle,
+  cleanup,
+  clients,
+  createCollection,
+  startAnnForTest,
+  submit,
+  testConfig,
+  testPrefix,
+  waitJob,
+} from "./support/harness.js";
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const srv = createServer().listen(0, "127.0.0.1", () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+describe("transient failures are retried with exponential backoff", () => {
+  const prefix = testPrefix("retry");
+  const dataDir = mkdtempSync(join(tmpdir(), "indexer-retry-"));
+  let annPort = 0;
+  let ann: AnnHandle | null = null;
+  let indexer: RunningIndexer;
+  let c: ReturnType<typeof clients>;
+  const vars = { JOB_ATTEMPTS: "10", BACKOFF_MS: "200", ANN_TIMEOUT_MS: "2000" };
+
+  before(async () => {
+    annPort = await freePort();
+    ann = await startAnnForTest(dataDir, annPort);
+    indexer = await startIndexer(testConfig(prefix, annPort, vars));
+    c = clients(indexer.port, annPort);
+    await createCollection(c.ann, "flaky");
+  });
+
+  after(async () => {
+    c?.indexer.close();
+    c?.ann.close();
+    await indexer?.stop();
+    await ann?.stop();
+    await cleanup(prefix);
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it("the ANN service goes away and comes back: the job retries and completes", async (t) => {
+    await unary(c.indexer.pauseQueue.bind(c.indexer), {});
+    const docs = Array.from({ length: 12 }, (_, i) => ({ id: `f${i}`, text: `document number ${i}`, payloadJson: "" }));
+    const sub = await submit(c.indexer, "flaky", docs);
+    await ann!.stop();
+    ann = null;
+    await unary(c.indexer.resumeQueue.bind(c.indexer), {});
+    const queue = openQueue(testConfig(prefix, annPort, vars));
+    try {
+      // Wait until at least two attempts failed against the missing service, then bring it back.
+      const deadline = Date.now() + 30_000;
+      for (;;) {
+        const job = await queue.getJob(`${sub.jobId}-0`);
+        if ((job?.attemptsMade ?? 0) >= 2) break;
+        assert.ok(Date.now() < deadline, "the job was not retried");
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      ann = await startAnnForTest(dataDir, annPort);
+      const st = await waitJob(c.indexer, sub.jobId, 60_000);
+      assert.equal(st.state, JobState.JOB_STATE_COMPLETED, st.error);
+      assert.equal(st.docsDone, 12);
+      const job = await queue.getJob(`${sub.jobId}-0`);
+      t.diagnostic(`completed; attempts made: ${job?.attemptsMade}`);
+      assert.ok((job?.attemptsMade ?? 0) >= 2);
+      const stats = await unary(c.ann.stats.bind(c.ann), { collection: "flaky" });
+      assert.equal(stats.info?.count, 12);
+    } finally {
+      await queue.close();
+    }
+  });
+});
