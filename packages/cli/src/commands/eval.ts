@@ -1,0 +1,114 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { annConfig, startAnn } from "@tandem/ann";
+import { SingleBar } from "cli-progress";
+import { annClient } from "../clients.js";
+import { markdownTable, textTable } from "../eval/report.js";
+import { type EvalReport, MODES, type ModeId, runEval, type Tower } from "../eval/run.js";
+import { bundleExists, bundlePath, EMBEDDINGS_DIR, STATE_DIR, userPath } from "../paths.js";
+
+export interface EvalFlags {
+  dataset: string;
+  teacher: string;
+  student: string;
+  base: string;
+  modes?: string;
+  maxDocs?: number;
+  maxQueries?: number;
+  ann?: string;
+  collection?: string;
+  ef: number;
+  threads: number;
+  json?: boolean;
+  markdown?: boolean;
+  render?: string;
+}
+
+export async function evalCommand(flags: EvalFlags): Promise<number> {
+  if (flags.render) {
+    // A report saved with --json, printed again (e.g. as the README's markdown) without re-running anything.
+    const report = JSON.parse(readFileSync(userPath(flags.render), "utf8")) as EvalReport;
+    process.stdout.write(`${flags.markdown ? markdownTable(report) : textTable(report)}\n`);
+    return 0;
+  }
+  const bundles: Record<Tower, string> = {
+    teacher: bundlePath(flags.teacher),
+    student: bundlePath(flags.student),
+    base: bundlePath(flags.base),
+  };
+  const requested = flags.modes ? flags.modes.split(",").map((m) => m.trim()) : (Object.keys(MODES) as ModeId[]);
+  const modes: ModeId[] = [];
+  for (const m of requested) {
+    if (!(m in MODES)) throw new Error(`unknown mode "${m}" (${Object.keys(MODES).join(", ")})`);
+    const spec = MODES[m as ModeId];
+    const absent = [spec.query, spec.docs].filter((t) => !bundleExists(bundles[t]));
+    if (absent.length) {
+      // Without --modes, a mode whose bundle is not built is skipped with a note; asked for, it is an error.
+      const msg = `${spec.label}: bundle ${absent.map((t) => bundles[t]).join(", ")} is not built (scripts/setup.sh builds them)`;
+      if (flags.modes) throw new Error(msg);
+      process.stderr.write(`skipping ${msg}\n`);
+      continue;
+    }
+    modes.push(m as ModeId);
+  }
+  if (flags.collection && !flags.ann)
+    throw new Error("--collection names a collection of a running ANN service: give --ann too");
+  if (modes.length === 0) throw new Error("no mode can run: no model bundle is built");
+
+  // Without --ann, an ANN service runs inside this process on a free port with
+  // its own data dir: the real service code over real gRPC, without touching the
+  // collections of a `tandem up` stack.
+  let embedded: Awaited<ReturnType<typeof startAnn>> | null = null;
+  let addr = flags.ann;
+  if (!addr) {
+    embedded = await startAnn(
+      annConfig({ DATA_DIR: join(STATE_DIR, "eval-ann"), PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: "warn" }),
+    );
+    addr = `127.0.0.1:${embedded.port}`;
+  }
+  const ann = annClient(addr);
+  const log = (line: string) => process.stderr.write(`${line}\n`);
+  let bar: SingleBar | null = null;
+  let barStart = 0;
+  try {
+    const report = await runEval({
+      dataset: userPath(flags.dataset),
+      bundles,
+      modes,
+      slice: { maxDocs: flags.maxDocs, maxQueries: flags.maxQueries },
+      ann,
+      annLabel: embedded ? `in-process ANN service (${join(STATE_DIR, "eval-ann")})` : `ANN service at ${addr}`,
+      ef: flags.ef,
+      intraOpThreads: flags.threads,
+      cacheDir: EMBEDDINGS_DIR,
+      reuse: flags.collection ? { teacher: flags.collection } : {},
+      log,
+      onEmbedProgress: (tower, done, total) => {
+        if (!bar) {
+          bar = new SingleBar({
+            format: `  ${tower.padEnd(7)} [{bar}] {value}/{total} docs  {rate} docs/s  eta {eta_formatted}`,
+            stream: process.stderr,
+            hideCursor: true,
+            etaBuffer: 64,
+          });
+          bar.start(total, 0, { rate: "0.0" });
+          barStart = performance.now();
+        }
+        const elapsed = (performance.now() - barStart) / 1000;
+        (bar as SingleBar).update(done, { rate: elapsed > 0 ? (done / elapsed).toFixed(1) : "0.0" });
+      },
+      onEmbedDone: () => {
+        bar?.stop();
+        bar = null;
+      },
+    });
+    if (flags.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+    else if (flags.markdown) process.stdout.write(`${markdownTable(report)}\n`);
+    else process.stdout.write(`\n${textTable(report)}\n`);
+    return 0;
+  } finally {
+    (bar as SingleBar | null)?.stop();
+    ann.close();
+    await embedded?.stop();
+  }
+}

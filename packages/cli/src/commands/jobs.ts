@@ -1,0 +1,35 @@
+import { unary } from "@tandem/service-kit";
+import { address } from "../addresses.js";
+import { describeError, indexerClient } from "../clients.js";
+import { followJob, jobLine } from "../jobs.js";
+
+export interface JobsFlags {
+  limit: number;
+  follow?: boolean;
+  json?: boolean;
+  indexer?: string;
+}
+
+export async function jobsCommand(jobId: string | undefined, flags: JobsFlags): Promise<number> {
+  const addr = address("indexer", flags.indexer);
+  const indexer = indexerClient(addr);
+  try {
+    if (jobId) {
+      const s = flags.follow
+        ? await followJob(indexer, jobId, { bar: !flags.json && process.stderr.isTTY === true })
+        : await unary(indexer.jobStatus.bind(indexer), { jobId }, { timeoutMs: 10_000 });
+      process.stdout.write(flags.json ? `${JSON.stringify(s)}\n` : `${jobLine(s)}\n`);
+      return 0;
+    }
+    const { jobs } = await unary(indexer.listJobs.bind(indexer), { limit: flags.limit }, { timeoutMs: 10_000 });
+    if (flags.json) process.stdout.write(`${JSON.stringify(jobs)}\n`);
+    else if (jobs.length === 0) process.stdout.write("no jobs\n");
+    else process.stdout.write(`${jobs.map(jobLine).join("\n")}\n`);
+    return 0;
+  } catch (err) {
+    process.stderr.write(`tandem jobs: ${describeError(err, addr)}\n`);
+    return 1;
+  } finally {
+    indexer.close();
+  }
+}

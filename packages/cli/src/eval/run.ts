@@ -1,0 +1,316 @@
+import { cpus, hostname } from "node:os";
+import { EmbeddingModel } from "@tandem/model-runtime";
+import type { AnnClient } from "@tandem/proto";
+import { encodeVector, SearchRequest } from "@tandem/proto";
+import { unary } from "@tandem/service-kit";
+import { collectionInfo, ensureCollection, point, upsert } from "../clients.js";
+import { type EvalSet, loadEvalSet, type SliceOptions } from "./beir.js";
+import { EmbeddingCache } from "./embedding-cache.js";
+import { quantile, type Scores, score } from "./metrics.js";
+
+/**
+ * `tandem eval`: retrieval quality of the towers, side by side.
+ *
+ * What runs where (and the report says so):
+ * - texts are embedded in this process by @tandem/model-runtime, the code the
+ *   query encoder and the indexer's workers run; document vectors are cached on
+ *   disk by (bundle sha256, text sha256) because a teacher on CPU is slow;
+ * - vectors are stored in and searched by the real ANN service over gRPC: HNSW
+ *   (what production answers with) and its exact scan (the control for ANN loss).
+ *
+ * The teacher's query side is served by no service (only the student encodes
+ * queries online), which is one reason queries are encoded here: every mode
+ * then measures encode latency the same way, one query per call.
+ */
+
+/**
+ * Towers: `teacher` (documents, large), `student` (the distilled query tower
+ * Tandem serves, in the teacher's space), `base` (the undistilled small model
+ * the student started from, in its own space).
+ */
+export const MODES = {
+  tt: { label: "teacher/teacher", query: "teacher", docs: "teacher" },
+  st: { label: "student/teacher", query: "student", docs: "teacher" },
+  ss: { label: "student/student", query: "base", docs: "base" },
+} as const;
+export type ModeId = keyof typeof MODES;
+export type Tower = "teacher" | "student" | "base";
+
+export interface EvalOptions {
+  dataset: string;
+  bundles: Record<Tower, string>;
+  modes: ModeId[];
+  slice: SliceOptions;
+  ann: AnnClient;
+  annLabel: string;
+  /** HNSW beam width of every search (>= 100, the deepest rank scored). */
+  ef: number;
+  intraOpThreads: number;
+  cacheDir: string;
+  /**
+   * Existing collections to search instead of writing one, per document tower:
+   * e.g. the teacher's collection the indexer service built. It must hold every
+   * document of the set, in the tower's space.
+   */
+  reuse?: Partial<Record<Tower, string>>;
+  /** Progress of document embedding: done / total for one tower. */
+  onEmbedProgress?: (tower: string, done: number, total: number, cached: number) => void;
+  onEmbedDone?: () => void;
+  log: (line: string) => void;
+}
+
+export interface ModeResult {
+  mode: ModeId;
+  label: string;
+  queryBundle: string;
+  docBundle: string;
+  space: string;
+  hnsw: Scores;
+  exact: Scores;
+  encodeP50Ms: number;
+  encodeP95Ms: number;
+  searchP50Ms: number;
+  /** nDCG@10 (HNSW) as % of teacher/teacher's, when that mode ran. */
+  pctOfTeacher: number | null;
+}
+
+export interface EvalReport {
+  dataset: string;
+  slice: string;
+  docs: number;
+  queries: number;
+  notes: string[];
+  machine: string;
+  date: string;
+  ann: string;
+  /** What ran where, in one sentence, for whoever reads the numbers later. */
+  method: string;
+  ef: number;
+  collections: Record<string, TowerCollection>;
+  results: ModeResult[];
+}
+
+interface TowerCollection {
+  name: string;
+  /** How the vectors got there: "existing" (given with reuse), "reused" (an earlier eval wrote it), "written". */
+  source: "existing" | "reused" | "written";
+  embedded: number;
+  cached: number;
+}
+
+const SEARCH_K = 100;
+const EMBED_CHUNK = 16;
+
+export async function runEval(opts: EvalOptions): Promise<EvalReport> {
+  const set = loadEvalSet(opts.dataset, opts.slice);
+  opts.log(
+    `${set.name}: ${set.docs.length} documents, ${set.queries.length} queries (${set.slice === "full" ? "full test split" : `slice ${set.slice}`})`,
+  );
+  for (const n of set.notes) opts.log(`note: ${n}`);
+
+  const models = new Map<Tower, EmbeddingModel>();
+  const model = async (tower: Tower): Promise<EmbeddingModel> => {
+    const loaded = models.get(tower);
+    if (loaded) return loaded;
+    const m = await EmbeddingModel.load(opts.bundles[tower], {
+      providers: ["cpu"],
+      intraOpThreads: opts.intraOpThreads,
+    });
+    models.set(tower, m);
+    return m;
+  };
+
+  try {
+    // The rule that makes asymmetric retrieval safe, checked here too: the ANN
+    // service cannot tell which model made a raw query vector.
+    for (const mode of opts.modes) {
+      const q = await model(MODES[mode].query);
+      const d = await model(MODES[mode].docs);
+      if (q.info.space !== d.info.space) {
+        throw new Error(
+          `${MODES[mode].label}: the query bundle ${q.info.bundleName} writes space ${q.info.space} but the document bundle ${d.info.bundleName} writes ${d.info.space}`,
+        );
+      }
+    }
+
+    const collections: EvalReport["collections"] = {};
+    const docTowers = [...new Set(opts.modes.map((m) => MODES[m].docs))];
+    for (const tower of docTowers) {
+      const existing = opts.reuse?.[tower];
+      collections[tower] = existing
+        ? await checkExisting(opts.ann, set, existing, await model(tower), opts.log)
+        : await indexTower(opts, set, await model(tower));
+    }
+
+    const results: ModeResult[] = [];
+    for (const mode of opts.modes) {
+      const spec = MODES[mode];
+      const q = await model(spec.query);
+      const d = await model(spec.docs);
+      const collection = (collections[spec.docs] as { name: string }).name;
+      const r = await runMode(opts, set, q, collection);
+      results.push({
+        mode,
+        label: spec.label,
+        queryBundle: q.info.bundleName,
+        docBundle: d.info.bundleName,
+        space: d.info.space,
+        ...r,
+        pctOfTeacher: null,
+      });
+      opts.log(
+        `${spec.label}: nDCG@10 ${(r.hnsw.ndcg10 * 100).toFixed(2)} (exact ${(r.exact.ndcg10 * 100).toFixed(2)}), ` +
+          `Recall@100 ${(r.hnsw.recall100 * 100).toFixed(2)}, encode p50 ${r.encodeP50Ms.toFixed(1)} ms`,
+      );
+    }
+    const tt = results.find((r) => r.mode === "tt");
+    if (tt && tt.hnsw.ndcg10 > 0) for (const r of results) r.pctOfTeacher = (100 * r.hnsw.ndcg10) / tt.hnsw.ndcg10;
+
+    return {
+      dataset: set.name,
+      slice: set.slice,
+      docs: set.docs.length,
+      queries: set.queries.length,
+      notes: set.notes,
+      machine: machine(),
+      date: new Date().toISOString(),
+      ann: opts.annLabel,
+      method:
+        "queries and documents embedded in-process by @tandem/model-runtime (the services' code; document vectors cached " +
+        `by bundle and text sha256${opts.reuse && Object.keys(opts.reuse).length ? ", or taken from an existing collection" : ""}), ` +
+        `one query per encode call; vectors searched over gRPC by the ${opts.annLabel}, HNSW and exact scan`,
+      ef: opts.ef,
+      collections,
+      results,
+    };
+  } finally {
+    for (const m of models.values()) await m.release();
+  }
+}
+
+/** Embeds the documents with `model` (cache first) and makes sure the ANN collection holds exactly them. */
+async function indexTower(opts: EvalOptions, set: EvalSet, model: EmbeddingModel): Promise<TowerCollection> {
+  const tower = model.info.bundleName;
+  const cache = EmbeddingCache.open(opts.cacheDir, model);
+  const missing = set.docs.filter((d) => !cache.get(d.text));
+  const cached = set.docs.length - missing.length;
+  if (missing.length > 0) {
+    opts.log(
+      `embedding ${missing.length} documents with ${model.info.bundleName} (${cached} cached in ${cache.path.split("/").pop()})`,
+    );
+    // Length-sorted chunks keep padding low; each chunk is appended to the cache
+    // as soon as it is done, so an interrupted run resumes where it stopped.
+    const order = [...missing].sort((a, b) => a.text.length - b.text.length);
+    let done = 0;
+    opts.onEmbedProgress?.(tower, 0, missing.length, cached);
+    for (let i = 0; i < order.length; i += EMBED_CHUNK) {
+      const chunk = order.slice(i, i + EMBED_CHUNK);
+      const vectors = await model.embed(
+        chunk.map((d) => d.text),
+        "document",
+      );
+      cache.put(chunk.map((d, j) => ({ text: d.text, vector: vectors[j] as Float32Array })));
+      done += chunk.length;
+      opts.onEmbedProgress?.(tower, done, missing.length, cached);
+    }
+    opts.onEmbedDone?.();
+  }
+
+  // One collection per (dataset, slice, bundle): its name says what is in it, so
+  // a later run with the same inputs reuses it instead of writing it again.
+  const name = `eval-${set.name}-${set.slice}-${model.info.bundleSha256.slice(0, 12)}`;
+  const { info, created } = await ensureCollection(opts.ann, name, model.info.space, model.info.dims);
+  const reused = !created && Number(info.count) === set.docs.length;
+  if (!reused) {
+    const points = set.docs.map((d) =>
+      point(d.id, cache.get(d.text) as Float32Array, { title: d.title, text: d.text.slice(0, 300) }),
+    );
+    await upsert(opts.ann, name, points);
+  }
+  opts.log(
+    `${reused ? "reused" : "wrote"} ANN collection ${name} (${set.docs.length} vectors, space ${model.info.space})`,
+  );
+  return { name, source: reused ? "reused" : "written", embedded: missing.length, cached };
+}
+
+/** An existing collection (an alias resolves) that must hold every document of the set, in the model's space. */
+async function checkExisting(
+  ann: AnnClient,
+  set: EvalSet,
+  name: string,
+  model: EmbeddingModel,
+  log: (line: string) => void,
+): Promise<TowerCollection> {
+  const info = await collectionInfo(ann, name);
+  if (!info) throw new Error(`collection ${name} does not exist`);
+  if (info.space !== model.info.space) {
+    throw new Error(
+      `collection ${name} holds space ${info.space}; ${model.info.bundleName} writes ${model.info.space}`,
+    );
+  }
+  let missing = 0;
+  for (let i = 0; i < set.docs.length; i += 1000) {
+    const ids = set.docs.slice(i, i + 1000).map((d) => d.id);
+    const res = await unary(ann.get.bind(ann), { collection: name, ids, withVectors: false }, { timeoutMs: 30_000 });
+    missing += res.missing.length;
+  }
+  if (missing > 0)
+    throw new Error(`collection ${name} lacks ${missing} of the ${set.docs.length} documents of ${set.name}`);
+  if (Number(info.count) !== set.docs.length) {
+    log(`note: ${name} holds ${info.count} points, the set ${set.docs.length}: the extra points are searched too`);
+  }
+  log(`searching existing collection ${name} (${info.count} vectors, space ${info.space})`);
+  return { name, source: "existing", embedded: 0, cached: 0 };
+}
+
+async function runMode(
+  opts: EvalOptions,
+  set: EvalSet,
+  q: EmbeddingModel,
+  collection: string,
+): Promise<Pick<ModeResult, "hnsw" | "exact" | "encodeP50Ms" | "encodeP95Ms" | "searchP50Ms">> {
+  // Warm-up: the first runs of an ORT session allocate; they are not what a query costs.
+  for (const t of set.queries.slice(0, 3)) await q.embed([t.text], "query");
+  const encodeMs: number[] = [];
+  const searchMs: number[] = [];
+  const hnswRuns = new Map<string, string[]>();
+  const exactRuns = new Map<string, string[]>();
+  for (const query of set.queries) {
+    const t0 = performance.now();
+    const [vector] = await q.embed([query.text], "query");
+    encodeMs.push(performance.now() - t0);
+    const bytes = encodeVector(vector as Float32Array);
+    const s0 = performance.now();
+    const hnsw = await unary(
+      opts.ann.search.bind(opts.ann),
+      SearchRequest.fromPartial({ collection, k: SEARCH_K, query: { $case: "vector", value: bytes }, ef: opts.ef }),
+      { timeoutMs: 30_000 },
+    );
+    searchMs.push(performance.now() - s0);
+    const exact = await unary(
+      opts.ann.search.bind(opts.ann),
+      SearchRequest.fromPartial({ collection, k: SEARCH_K, query: { $case: "vector", value: bytes }, exact: true }),
+      { timeoutMs: 30_000 },
+    );
+    hnswRuns.set(
+      query.id,
+      hnsw.hits.map((h) => h.id),
+    );
+    exactRuns.set(
+      query.id,
+      exact.hits.map((h) => h.id),
+    );
+  }
+  return {
+    hnsw: score(hnswRuns, set.qrels),
+    exact: score(exactRuns, set.qrels),
+    encodeP50Ms: quantile(encodeMs, 0.5),
+    encodeP95Ms: quantile(encodeMs, 0.95),
+    searchP50Ms: quantile(searchMs, 0.5),
+  };
+}
+
+function machine(): string {
+  const c = cpus();
+  return `${hostname()}: ${c.length} x ${c[0]?.model.trim() ?? "unknown CPU"}, Node ${process.versions.node}`;
+}

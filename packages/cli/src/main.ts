@@ -1,0 +1,146 @@
+// The `tandem` command. Each subcommand loads its module on demand, so
+// `tandem search` does not pay for onnxruntime or BullMQ at start-up.
+import { availableParallelism } from "node:os";
+import { Command, InvalidArgumentError, Option } from "commander";
+import { ADDRESS_ENV, DEFAULT_ADDRESSES } from "./addresses.js";
+import { describeError } from "./clients.js";
+import { DATASETS_DIR } from "./paths.js";
+
+function int(name: string, min = 1) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min}`);
+    return n;
+  };
+}
+
+const addrOption = (service: keyof typeof DEFAULT_ADDRESSES) =>
+  new Option(
+    `--${service} <host:port>`,
+    `${service} service address (env ${ADDRESS_ENV[service]}, default ${DEFAULT_ADDRESSES[service]})`,
+  );
+
+const program = new Command("tandem")
+  .description(
+    "Tandem: asymmetric dense retrieval. A teacher embeds documents, a distilled student encodes queries, an ANN service joins them.",
+  )
+  .version("0.1.0")
+  .showHelpAfterError();
+
+program
+  .command("up")
+  .description(
+    "start the query encoder, the ANN service and the indexer (with a teacher worker), index an example corpus, keep running until Ctrl-C",
+  )
+  .option("--docs <n>", "documents of the example corpus to index", int("--docs"), 300)
+  .option("--corpus <corpus.jsonl>", "corpus to index instead of the scifact example")
+  .option("--collection <name>", "alias the example is searched under", "docs")
+  .option("--teacher <bundle>", "teacher bundle (name under .cache/models or a path); default: the best one built")
+  .option("--student <bundle>", "student bundle; default: leaf-minilm-mpnet when built")
+  .option("--no-index", "start the services only")
+  .action(async (flags) => {
+    const { upCommand } = await import("./commands/up.js");
+    process.exitCode = await upCommand(flags);
+  });
+
+program
+  .command("search")
+  .description("search a collection by text (encoded by the query encoder the ANN service is wired to)")
+  .argument("<query...>", "the query text")
+  .option("-k, --k <n>", "hits to return", int("--k"), 10)
+  .option("-c, --collection <name>", "collection or alias", "docs")
+  .option("--exact", "brute-force scan instead of HNSW")
+  .option("--json", "machine-readable output")
+  .addOption(addrOption("ann"))
+  .action(async (words: string[], flags) => {
+    const { searchCommand } = await import("./commands/search.js");
+    process.exitCode = await searchCommand(words.join(" "), flags);
+  });
+
+program
+  .command("encode")
+  .description("encode texts with the query encoder; prints the vector's head, norm and token count")
+  .argument("<text...>", "texts (quote each one)")
+  .option("--document", "encode as documents (document prefix) instead of queries")
+  .option("--json", "machine-readable output, full vectors included")
+  .addOption(addrOption("encoder"))
+  .action(async (texts: string[], flags) => {
+    const { encodeCommand } = await import("./commands/encode.js");
+    process.exitCode = await encodeCommand(texts, flags);
+  });
+
+program
+  .command("index")
+  .description("index a JSONL / BEIR corpus.jsonl through the indexer, with a progress bar")
+  .argument("<corpus.jsonl>", "corpus file (read here and streamed, or read by the workers with --server-file)")
+  .option("-c, --collection <name>", "collection or alias to index into", "docs")
+  .option("--limit <n>", "index only the first n documents", int("--limit", 0), 0)
+  .option("--server-file", "let the indexer's workers read the file themselves (the path must exist on their side)")
+  .option("--no-wait", "return once the job is queued")
+  .option("--json", "machine-readable output")
+  .addOption(addrOption("indexer"))
+  .action(async (file: string, flags) => {
+    const { indexCommand } = await import("./commands/index.js");
+    process.exitCode = await indexCommand(file, flags);
+  });
+
+program
+  .command("jobs")
+  .description("list indexing jobs, or follow one")
+  .argument("[job-id]", "a job to show (and follow with --follow)")
+  .option("--limit <n>", "jobs to list", int("--limit"), 20)
+  .option("-f, --follow", "follow the job with a progress bar until it finishes")
+  .option("--json", "machine-readable output")
+  .addOption(addrOption("indexer"))
+  .action(async (jobId: string | undefined, flags) => {
+    const { jobsCommand } = await import("./commands/jobs.js");
+    process.exitCode = await jobsCommand(jobId, flags);
+  });
+
+program
+  .command("collections")
+  .description("list the ANN service's collections and aliases")
+  .option("--json", "machine-readable output")
+  .addOption(addrOption("ann"))
+  .action(async (flags) => {
+    const { collectionsCommand } = await import("./commands/collections.js");
+    process.exitCode = await collectionsCommand(flags);
+  });
+
+program
+  .command("eval")
+  .description(
+    "retrieval quality on a BEIR dataset: teacher/teacher, student/teacher (asymmetric) and student/student, HNSW and exact, nDCG@10 and Recall@100",
+  )
+  .option("--dataset <dir>", "BEIR directory (corpus.jsonl, queries.jsonl, qrels/test.tsv)", `${DATASETS_DIR}/scifact`)
+  .option("--teacher <bundle>", "document tower", "all-mpnet-base-v2")
+  .option("--student <bundle>", "distilled query tower (teacher's space)", "leaf-minilm-mpnet")
+  .option("--base <bundle>", "undistilled small model, both sides (student/student)", "all-minilm-l6-v2")
+  .option("--modes <list>", "comma-separated subset of tt,st,ss (default: every mode whose bundles are built)")
+  .option(
+    "--max-docs <n>",
+    "corpus slice: the judged docs of the chosen queries plus a stable sample",
+    int("--max-docs"),
+  )
+  .option("--max-queries <n>", "first n test queries", int("--max-queries"))
+  .option("--ef <n>", "HNSW beam width of each search", int("--ef"), 128)
+  .option("--threads <n>", "onnxruntime intra-op threads", int("--threads", 0), Math.min(4, availableParallelism()))
+  .addOption(new Option("--ann <host:port>", "use a running ANN service (default: one inside this process)"))
+  .option(
+    "--collection <name>",
+    "search this existing teacher collection (e.g. one the indexer built; needs --ann) instead of writing one",
+  )
+  .option("--markdown", "print the result as a markdown table")
+  .option("--render <report.json>", "print a report saved with --json (as text, or --markdown) instead of running")
+  .option("--json", "machine-readable output")
+  .action(async (flags) => {
+    const { evalCommand } = await import("./commands/eval.js");
+    process.exitCode = await evalCommand(flags);
+  });
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  process.stderr.write(`tandem: ${describeError(err)}\n`);
+  process.exitCode = 1;
+}
