@@ -1,0 +1,192 @@
+// Benchmark: the teacher through the queued indexing pipeline (gRPC Submit -> BullMQ in Redis ->
+// worker: tokenize, token-budget batches, embed -> streaming Upsert into the ANN service ->
+// acknowledged) against a bare onnxruntime loop over the same batches, in the same run.
+//
+//   pnpm bench:indexer [--bundle DIR] [--provider cpu|cuda] [--docs N] [--threads T]
+//
+// The last line of output is one JSON object. queue_overhead_ratio = pipeline docs/s divided
+// by bare docs/s, per round (the two run back to back), median over rounds (1.0: the queue costs
+// nothing; the target is >= 0.85). docs_per_s / bare_docs_per_s are the medians of each side.
+import { mkdtempSync, rmSync } from "node:fs";
+import { cpus, hostname, tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { formBatches, paddingWaste, startIndexer } from "@tandem/doc-indexer";
+import { EmbeddingModel, type ExecutionProvider, type Tokenized } from "@tandem/model-runtime";
+import { JobState } from "@tandem/proto";
+import * as ort from "onnxruntime-node";
+import {
+  cleanup,
+  clients,
+  createCollection,
+  loadCorpus,
+  MODELS,
+  SCIFACT,
+  startAnnForTest,
+  submit,
+  testConfig,
+  testPrefix,
+  waitJob,
+} from "../../../services/doc-indexer/test/support/harness.js";
+
+const { values: args } = parseArgs({
+  options: {
+    bundle: { type: "string", default: `${MODELS}/all-minilm-l6-v2` },
+    provider: { type: "string", default: "cpu" },
+    docs: { type: "string", default: "128" },
+    threads: { type: "string", default: String(Math.min(4, cpus().length)) },
+    "max-batch-tokens": { type: "string", default: "8192" },
+    "max-batch-docs": { type: "string", default: "32" },
+    rounds: { type: "string", default: "2" },
+  },
+});
+const provider = args.provider as ExecutionProvider;
+if (provider !== "cpu" && provider !== "cuda") throw new Error(`--provider cpu|cuda, not ${args.provider}`);
+const N = Number(args.docs);
+const threads = Number(args.threads);
+const limits = { maxBatchTokens: Number(args["max-batch-tokens"]), maxBatchDocs: Number(args["max-batch-docs"]) };
+const log = (msg: string) => process.stderr.write(`${msg}\n`);
+
+const docs = loadCorpus(SCIFACT, N).map((d) => ({ id: d.id, text: `${d.title} ${d.text}`, payloadJson: "" }));
+
+// The same tokens and the same batches the worker will form.
+const model = await EmbeddingModel.load(args.bundle, { providers: [provider], intraOpThreads: threads });
+const tokenized: Tokenized[] = docs.map((d) => model.tokenize(d.text, "document"));
+const batches = formBatches(
+  tokenized.map((t) => t.ids.length),
+  limits,
+);
+const tokens = tokenized.reduce((n, t) => n + t.ids.length, 0);
+const space = model.info.space;
+const dims = model.info.dims;
+await model.release();
+log(
+  `${N} docs, ${tokens} tokens, ${batches.length} batches, padding waste ${(paddingWaste(batches) * 100).toFixed(1)}%`,
+);
+
+async function bareLoop(warmUpOnly = false): Promise<number> {
+  const session = await ort.InferenceSession.create(`${args.bundle}/model.onnx`, {
+    executionProviders: [provider],
+    graphOptimizationLevel: "all",
+    intraOpNumThreads: threads,
+    interOpNumThreads: 1,
+    executionMode: "sequential",
+  });
+  const run = async (rows: number[][]) => {
+    const b = rows.length;
+    const t = Math.max(...rows.map((r) => r.length));
+    const ids = new BigInt64Array(b * t);
+    const mask = new BigInt64Array(b * t);
+    for (const [i, r] of rows.entries()) {
+      for (const [j, id] of r.entries()) {
+        ids[i * t + j] = BigInt(id);
+        mask[i * t + j] = 1n;
+      }
+    }
+    const feeds: Record<string, ort.Tensor> = {
+      input_ids: new ort.Tensor("int64", ids, [b, t]),
+      attention_mask: new ort.Tensor("int64", mask, [b, t]),
+    };
+    if (session.inputNames.includes("token_type_ids")) {
+      feeds.token_type_ids = new ort.Tensor("int64", new BigInt64Array(b * t), [b, t]);
+    }
+    await session.run(feeds);
+  };
+  await run([tokenized[0]!.ids]); // warm-up, as the worker's load does
+  const t0 = performance.now();
+  for (const batch of warmUpOnly ? batches.slice(0, 1) : batches)
+    await run(batch.indices.map((i) => tokenized[i]!.ids));
+  const s = (performance.now() - t0) / 1000;
+  await session.release();
+  return s;
+}
+
+async function pipeline(): Promise<{ wallS: number; workerDocsPerS: number; ann: string }> {
+  const prefix = testPrefix("bench");
+  const dataDir = mkdtempSync(join(tmpdir(), "indexer-bench-"));
+  const ann = await startAnnForTest(dataDir);
+  const indexer = await startIndexer(
+    testConfig(prefix, ann.port, {
+      TEACHER_BUNDLE_DIR: args.bundle,
+      PROVIDERS: provider,
+      INTRA_OP_THREADS: String(threads),
+      MAX_BATCH_TOKENS: String(limits.maxBatchTokens),
+      MAX_BATCH_DOCS: String(limits.maxBatchDocs),
+      JOB_MAX_DOCS: String(N),
+      UPSERT_FLUSH_DOCS: "64",
+    }),
+  );
+  const c = clients(indexer.port, ann.port);
+  try {
+    await createCollection(c.ann, "bench", space, dims);
+    const t0 = performance.now();
+    const sub = await submit(c.indexer, "bench", docs);
+    const st = await waitJob(c.indexer, sub.jobId, 3_600_000, undefined, 25);
+    const wallS = (performance.now() - t0) / 1000;
+    if (st.state !== JobState.JOB_STATE_COMPLETED || st.docsDone !== N) {
+      throw new Error(`pipeline job ${JobState[st.state]} done ${st.docsDone}/${N}: ${st.error}`);
+    }
+    return { wallS, workerDocsPerS: st.docsPerS, ann: "ann-service" };
+  } finally {
+    c.indexer.close();
+    c.ann.close();
+    await indexer.stop();
+    await ann.stop();
+    await cleanup(prefix);
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+// Alternating rounds after one warm-up pass; the machine is shared, so each side reports its
+// median and the two sides see the same background load.
+const median = (xs: number[]) => {
+  const v = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(v.length / 2);
+  return v.length % 2 ? (v[m] as number) : ((v[m - 1] as number) + (v[m] as number)) / 2;
+};
+await bareLoop(true);
+const bareRuns: number[] = [];
+const pipeRuns: number[] = [];
+let annKind = "";
+for (let r = 0; r < Number(args.rounds); r++) {
+  // The order flips every round, so a trend in the background load favours neither side.
+  const sides = r % 2 === 0 ? (["bare", "pipeline"] as const) : (["pipeline", "bare"] as const);
+  for (const side of sides) {
+    if (side === "bare") {
+      const s = await bareLoop();
+      bareRuns.push(s);
+      log(`round ${r}: bare loop ${(N / s).toFixed(2)} docs/s`);
+    } else {
+      const p = await pipeline();
+      pipeRuns.push(p.wallS);
+      annKind = p.ann;
+      log(`round ${r}: pipeline ${(N / p.wallS).toFixed(2)} docs/s end to end (worker ${p.workerDocsPerS.toFixed(2)})`);
+    }
+  }
+}
+const bareS = median(bareRuns);
+const pipeS = median(pipeRuns);
+
+const result = {
+  bench: "indexer",
+  machine: `${hostname()} (${cpus()[0]?.model ?? "cpu"} x${cpus().length})`,
+  provider,
+  bundle: args.bundle.split("/").pop(),
+  docs: N,
+  tokens,
+  batches: batches.length,
+  padding_waste: Number(paddingWaste(batches).toFixed(4)),
+  intra_op_threads: threads,
+  docs_per_s: Number((N / pipeS).toFixed(3)),
+  tokens_per_s: Number((tokens / pipeS).toFixed(1)),
+  bare_docs_per_s: Number((N / bareS).toFixed(3)),
+  bare_tokens_per_s: Number((tokens / bareS).toFixed(1)),
+  // Per round, bare and pipeline ran back to back under the same background load: the ratio of
+  // each pair, then the median, is robust to the load drifting between rounds.
+  queue_overhead_ratio: Number(median(bareRuns.map((b, i) => b / (pipeRuns[i] as number))).toFixed(3)),
+  round_ratios: bareRuns.map((b, i) => Number((b / (pipeRuns[i] as number)).toFixed(3))),
+  ann: annKind,
+  rounds: bareRuns.length,
+};
+console.log(JSON.stringify(result));
+process.exit(0);
