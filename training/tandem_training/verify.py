@@ -1,0 +1,80 @@
+"""Checks that gate a build: exported graph == PyTorch, int8 ~= fp32, and the vectors make sense."""
+
+from __future__ import annotations
+
+import json
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+
+from .encode import Encoder
+from .paths import datasets_dir
+
+MIN_ONNX_VS_TORCH = 0.9999
+MIN_INT8_VS_FP32 = 0.99
+
+# (anchor, paraphrase / answer, unrelated): a sane embedding puts the second closer than the third.
+TRIPLES: list[tuple[str, str, str]] = [
+    ("How do I reset my password?", "Steps to recover a forgotten account password",
+     "The Roman Empire fell in the fifth century."),
+    ("what causes high blood pressure", "Hypertension is often caused by obesity, salt intake and genetics.",
+     "Python lists can be sorted in place with the sort method."),
+    ("A man is playing a guitar on stage.", "A musician performs a song with his guitar.",
+     "A chef is slicing vegetables in the kitchen."),
+    ("vitamin D deficiency and bone density", "Low vitamin D levels are associated with reduced bone mineral density.",
+     "The stock market closed higher on Friday after strong earnings."),
+    ("capital of france", "Paris is the capital and largest city of France.",
+     "Photosynthesis converts light energy into chemical energy in plants."),
+    ("best way to learn programming", "Tips for beginners who want to start coding",
+     "The recipe calls for two cups of flour and one egg."),
+    ("symptoms of the flu", "Influenza usually causes fever, cough, sore throat and muscle aches.",
+     "The bridge was completed in 1937 and spans the Golden Gate strait."),
+    ("how far is the moon from earth", "The Moon orbits Earth at an average distance of about 384,400 km.",
+     "Dogs were domesticated from wolves thousands of years ago."),
+]
+
+
+def _jsonl(path: Path, n: int) -> list[dict[str, str]]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in islice(f, n)]
+
+
+def verification_texts(n_queries: int = 20, n_passages: int = 20) -> list[str]:
+    """Real texts from the shared datasets: short queries and full-length passages (some above max_tokens).
+
+    Only used to compare two encodings of the same model, never to train.
+    """
+    root = datasets_dir()
+    queries = [q["text"] for q in _jsonl(root / "nfcorpus" / "queries.jsonl", n_queries // 2)]
+    queries += [q["text"] for q in _jsonl(root / "scifact" / "queries.jsonl", n_queries - len(queries))]
+    docs = _jsonl(root / "scifact" / "corpus.jsonl", n_passages // 2)
+    docs += _jsonl(root / "nfcorpus" / "corpus.jsonl", n_passages - len(docs))
+    passages = [f"{d.get('title', '')}. {d['text']}".strip(". ") for d in docs]
+    return queries + passages
+
+
+def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    return float((a * b).sum(axis=1).min())
+
+
+def triple_check(encoder: Encoder) -> dict[str, float | str]:
+    """Queries are encoded as queries, the candidates as documents: the way retrieval uses the model."""
+    anchors = encoder.encode([t[0] for t in TRIPLES], "query")
+    pos = encoder.encode([t[1] for t in TRIPLES], "document")
+    neg = encoder.encode([t[2] for t in TRIPLES], "document")
+    margins = (anchors * pos).sum(1) - (anchors * neg).sum(1)
+    return {"similar_gt_dissimilar": f"{int((margins > 0).sum())}/{len(TRIPLES)}",
+            "min_margin": round(float(margins.min()), 4), "mean_margin": round(float(margins.mean()), 4)}
+
+
+def cross_space_check(query_encoder: Encoder, doc_encoder: Encoder) -> dict[str, float | str]:
+    """Same as triple_check with queries from one bundle and documents from another (student -> teacher)."""
+    anchors = query_encoder.encode([t[0] for t in TRIPLES], "query")
+    pos = doc_encoder.encode([t[1] for t in TRIPLES], "document")
+    neg = doc_encoder.encode([t[2] for t in TRIPLES], "document")
+    margins = (anchors * pos).sum(1) - (anchors * neg).sum(1)
+    return {"similar_gt_dissimilar": f"{int((margins > 0).sum())}/{len(TRIPLES)}",
+            "min_margin": round(float(margins.min()), 4)}
