@@ -40,7 +40,7 @@ export const indexerConfigSchema = z.object({
     Math.min(4, availableParallelism()),
     0,
     256,
-    "onnxruntime intra-op threads of the teacher (0: one per physical core)",
+    "onnxruntime intra-op threads of the teacher; 0 lets onnxruntime pick (one per physical core)",
   ),
   RUN_WORKER: env.bool(true, "also run a queue worker inside the API process (false: API only, workers elsewhere)"),
   WORKER_CONCURRENCY: env.int(1, 1, 64, "jobs one worker process runs at once (they share one teacher session)"),

@@ -20,7 +20,7 @@ export const encoderConfigSchema = z.object({
     Math.min(4, availableParallelism()),
     0,
     256,
-    "onnxruntime intra-op threads; default min(4, CPUs); 0 lets onnxruntime pick",
+    "onnxruntime intra-op threads; 0 lets onnxruntime pick",
   ),
   CACHE_ENTRIES: env.int(10_000, 0, 10_000_000, "LRU cache of (model, kind, text) -> vector; 0 disables it"),
 });
