@@ -50,7 +50,8 @@ export interface Neighbours {
 }
 
 /**
- * Below this many points, inserts run on one thread. Measured (usearch 2.25.3,
+ * Below this many points, and for batches under 64 (where spawning native
+ * threads costs more than it saves), inserts run one at a time. Measured (usearch 2.25.3,
  * 24-d uniform vectors, M = 16, efC = 128, 2 threads): a 150-point batch added
  * concurrently left 15 of 1,600 exact top-100 neighbours unreachable at ef =
  * 128, and a 500-point one 50, against 0 and 1 when added on one thread; from
@@ -113,14 +114,17 @@ export class HnswIndex {
     const present = this.index.contains(big) as boolean[];
     const stale = big.filter((_, i) => present[i]);
     if (stale.length > 0) this.index.remove(stale);
-    // A small graph grows on one thread: usearch's concurrent inserts into it
-    // leave nodes poorly linked (see PARALLEL_ADD_MIN_SIZE).
-    const serial = Math.max(0, Math.min(keys.length, PARALLEL_ADD_MIN_SIZE - this.index.size()));
-    if (serial > 0) this.index.add(big.subarray(0, serial), vectors.subarray(0, serial * this.params.dims), 1);
-    const rest = keys.length - serial;
-    // One thread for small batches too: spawning native threads costs more than it saves.
-    if (rest > 0) {
-      this.index.add(big.subarray(serial), vectors.subarray(serial * this.params.dims), rest >= 64 ? this.threads : 1);
+    // Every call passes the full thread count: usearch reserves one insertion
+    // context per thread only when it grows capacity, so a capacity reserved by
+    // a one-thread call makes a later concurrent call that fits in it fail
+    // ("Reserve capacity ahead of insertions!"). Serial insertion is one key per call.
+    if (keys.length >= 64 && this.index.size() >= PARALLEL_ADD_MIN_SIZE) {
+      this.index.add(big, vectors, this.threads);
+      return;
+    }
+    const dims = this.params.dims;
+    for (let i = 0; i < keys.length; i++) {
+      this.index.add(big.subarray(i, i + 1), vectors.subarray(i * dims, (i + 1) * dims), this.threads);
     }
   }
 

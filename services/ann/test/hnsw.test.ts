@@ -34,3 +34,22 @@ for (const n of [150, 500]) {
     assert.ok(missing <= 4, `${missing} of ${40 * 100} exact neighbours not reachable`);
   });
 }
+
+test("grown from empty in 256-point batches past the one-thread size, with replaces: no insert fails", () => {
+  // A capacity reserved by one-thread inserts once made the first concurrent
+  // batch that fit in it throw "Reserve capacity ahead of insertions!".
+  const index = new HnswIndex({ dims: D, metric: "cosine", m: 16, efConstruction: 64, quantization: "f32" }, 2);
+  const n = 3000;
+  const vectors = uniform(n, 7);
+  for (let from = 0; from < n; from += 256) {
+    const keys = Array.from({ length: Math.min(256, n - from) }, (_, i) => from + i);
+    const flat = new Float32Array(keys.length * D);
+    keys.forEach((k, i) => flat.set(vectors[k]!, i * D));
+    index.upsert(keys, flat);
+    // Replace a few already present (remove + add of the same keys).
+    if (from > 0) index.upsert([0, 1, 2], flat.subarray(0, 3 * D));
+  }
+  assert.equal(index.size, n);
+  const top = index.search(vectors[2000]!, 1, 64);
+  assert.equal(top.keys[0], 2000);
+});
