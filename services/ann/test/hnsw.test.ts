@@ -18,7 +18,7 @@ for (const n of [150, 500]) {
     const index = new HnswIndex({ dims: D, metric: "cosine", m: 16, efConstruction: 128, quantization: "f32" }, 2);
     const vectors = uniform(n, n);
     const flat = new Float32Array(n * D);
-    vectors.forEach((v, i) => flat.set(v, i * D));
+    for (const [i, v] of vectors.entries()) flat.set(v, i * D);
     index.upsert(
       vectors.map((_, i) => i),
       flat,
@@ -44,7 +44,7 @@ test("grown from empty in 256-point batches past the one-thread size, with repla
   for (let from = 0; from < n; from += 256) {
     const keys = Array.from({ length: Math.min(256, n - from) }, (_, i) => from + i);
     const flat = new Float32Array(keys.length * D);
-    keys.forEach((k, i) => flat.set(vectors[k]!, i * D));
+    for (const [i, k] of keys.entries()) flat.set(vectors[k]!, i * D);
     index.upsert(keys, flat);
     // Replace a few already present (remove + add of the same keys).
     if (from > 0) index.upsert([0, 1, 2], flat.subarray(0, 3 * D));
