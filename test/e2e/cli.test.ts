@@ -15,7 +15,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { dropNamespace } from "@tandem/doc-indexer";
+import { dropNamespace, streamCorpusFile } from "@tandem/doc-indexer";
 import { EmbeddingModel } from "@tandem/model-runtime";
 import { decodeVector, JobState } from "@tandem/proto";
 import { unary } from "@tandem/service-kit";
@@ -24,7 +24,7 @@ import { annClient, ensureCollection, indexerClient } from "../../packages/cli/s
 import { search } from "../../packages/cli/src/commands/search.js";
 import { loadEvalSet } from "../../packages/cli/src/eval/beir.js";
 import { type EvalReport, runEval } from "../../packages/cli/src/eval/run.js";
-import { followJob, submitFile } from "../../packages/cli/src/jobs.js";
+import { followJob } from "../../packages/cli/src/jobs.js";
 import { freePort } from "../support/net.js";
 import { bundleDir, DATASETS, REPO_ROOT } from "../support/paths.js";
 import { startServiceProcess } from "../support/process.js";
@@ -120,7 +120,7 @@ test("index a scifact slice through the indexer, then search it by text", { time
     const corpus = join(scratch, "slice.jsonl");
     writeFileSync(corpus, `${lines.join("\n")}\n`);
 
-    const res = await submitFile(indexer, COLLECTION, corpus, 0);
+    const res = await streamCorpusFile(indexer, COLLECTION, corpus, 0);
     assert.equal(res.accepted, set.docs.length);
     assert.deepEqual(res.rejected, []);
     const final = await followJob(indexer, res.jobId, { bar: false });

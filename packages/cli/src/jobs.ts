@@ -1,58 +1,8 @@
-import { createReadStream } from "node:fs";
-import { createInterface } from "node:readline";
 import { status } from "@grpc/grpc-js";
-import { parseCorpusLine } from "@tandem/doc-indexer";
-import {
-  type Document,
-  type IndexerClient,
-  JobState,
-  type JobStatusResponse,
-  type SubmitResponse,
-} from "@tandem/proto";
+import { type IndexerClient, JobState, type JobStatusResponse } from "@tandem/proto";
 import { unary } from "@tandem/service-kit";
 import { SingleBar } from "cli-progress";
 import { isGrpcError } from "./clients.js";
-
-/**
- * Indexing from the client side: stream a local corpus through Indexer.Submit
- * and follow the job. This is the doc-indexer's own CLI logic
- * (services/doc-indexer/src/cli.ts) brought under `tandem`; that file runs its
- * main() on import, so it is mirrored here rather than imported.
- */
-export function submitFile(
-  indexer: IndexerClient,
-  collection: string,
-  path: string,
-  limit: number,
-  batchDocs = 256,
-): Promise<SubmitResponse> {
-  return new Promise<SubmitResponse>((resolve, reject) => {
-    const call = indexer.submit((err, res) => (err ? reject(err) : resolve(res)));
-    let batch: Document[] = [];
-    let n = 0;
-    const lines = createInterface({ input: createReadStream(path), crlfDelay: Number.POSITIVE_INFINITY });
-    (async () => {
-      for await (const line of lines) {
-        if (!line.trim()) continue;
-        if (limit > 0 && n >= limit) break;
-        n++;
-        const d = parseCorpusLine(line);
-        // A line that does not parse is still sent: the service rejects it with a reason and a position.
-        batch.push("error" in d ? { id: d.id, text: "", payloadJson: "" } : d);
-        if (batch.length >= batchDocs) {
-          if (!call.write({ collection, documents: batch })) await new Promise((r) => call.once("drain", r));
-          batch = [];
-        }
-      }
-      lines.close();
-      call.write({ collection, documents: batch });
-      call.end();
-    })().catch((err: unknown) => {
-      call.cancel();
-      reject(err);
-    });
-  });
-}
 
 export const stateName = (s: JobState) => (JobState[s] ?? "UNKNOWN").replace("JOB_STATE_", "").toLowerCase();
 export const finished = (s: JobStatusResponse) =>

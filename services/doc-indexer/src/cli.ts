@@ -7,13 +7,11 @@
 //
 // `--file` reads a local JSONL / BEIR corpus and streams it through Submit; `--server-file`
 // hands the workers a path they can read (SubmitFile). Both then follow the job with a progress bar.
-import { createReadStream } from "node:fs";
-import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import { credentials } from "@grpc/grpc-js";
-import { type Document, IndexerClient, JobState, type JobStatusResponse, type SubmitResponse } from "@tandem/proto";
+import { IndexerClient, JobState, type JobStatusResponse, type SubmitResponse } from "@tandem/proto";
 import { channelOptions, unary } from "@tandem/service-kit";
-import { parseCorpusLine } from "./corpus.js";
+import { streamCorpusFile } from "./stream-file.js";
 
 const { values: opts, positionals } = parseArgs({
   allowPositionals: true,
@@ -35,32 +33,6 @@ const client = new IndexerClient(opts.addr, credentials.createInsecure(), channe
 function fail(msg: string): never {
   process.stderr.write(`doc-indexer: ${msg}\n`);
   process.exit(2);
-}
-
-async function streamFile(collection: string, path: string, limit: number): Promise<SubmitResponse> {
-  return new Promise<SubmitResponse>((resolve, reject) => {
-    const call = client.submit((err, res) => (err ? reject(err) : resolve(res)));
-    const batchDocs = Number(opts["batch-docs"]);
-    let batch: Document[] = [];
-    let n = 0;
-    const lines = createInterface({ input: createReadStream(path), crlfDelay: Number.POSITIVE_INFINITY });
-    (async () => {
-      for await (const line of lines) {
-        if (!line.trim()) continue;
-        if (limit > 0 && n >= limit) break;
-        n++;
-        const d = parseCorpusLine(line);
-        // A line that does not parse is still sent: the service rejects it with a reason and a position.
-        batch.push("error" in d ? { id: d.id, text: "", payloadJson: "" } : d);
-        if (batch.length >= batchDocs) {
-          if (!call.write({ collection, documents: batch })) await new Promise((r) => call.once("drain", r));
-          batch = [];
-        }
-      }
-      call.write({ collection, documents: batch });
-      call.end();
-    })().catch(reject);
-  });
 }
 
 function bar(s: JobStatusResponse): string {
@@ -94,7 +66,7 @@ async function main(): Promise<number> {
     const collection = opts.collection ?? fail("--collection is required");
     const limit = Number(opts.limit);
     let res: SubmitResponse;
-    if (opts.file) res = await streamFile(collection, opts.file, limit);
+    if (opts.file) res = await streamCorpusFile(client, collection, opts.file, limit, Number(opts["batch-docs"]));
     else if (opts["server-file"]) {
       res = await unary(client.submitFile.bind(client), { collection, path: opts["server-file"], limit });
     } else fail("--file or --server-file is required");

@@ -4,4 +4,5 @@ export { type IndexerConfig, indexerConfig, indexerConfigSchema } from "./config
 export { parseCorpusLine, scanRanges } from "./corpus.js";
 export { DEAD_LETTER_QUEUE_NAME, dropNamespace, Keys, QUEUE_NAME } from "./queue.js";
 export { type RunningIndexer, startIndexer } from "./service.js";
+export { streamCorpusFile } from "./stream-file.js";
 export { type RunningWorker, startWorker } from "./worker.js";

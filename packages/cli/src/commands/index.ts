@@ -1,9 +1,10 @@
 import { existsSync } from "node:fs";
+import { streamCorpusFile } from "@tandem/doc-indexer";
 import { JobState, type SubmitResponse } from "@tandem/proto";
 import { unary } from "@tandem/service-kit";
 import { address } from "../addresses.js";
 import { describeError, indexerClient } from "../clients.js";
-import { followJob, jobLine, submitFile } from "../jobs.js";
+import { followJob, jobLine } from "../jobs.js";
 import { userPath } from "../paths.js";
 
 export interface IndexFlags {
@@ -30,7 +31,7 @@ export async function indexCommand(file: string, flags: IndexFlags): Promise<num
           { collection: flags.collection, path, limit: flags.limit },
           { timeoutMs: 60_000 },
         )
-      : await submitFile(indexer, flags.collection, path, flags.limit);
+      : await streamCorpusFile(indexer, flags.collection, path, flags.limit);
     if (!flags.json) {
       for (const r of res.rejected.slice(0, 20)) {
         process.stderr.write(`rejected #${r.index} ${JSON.stringify(r.id)}: ${r.reason}\n`);

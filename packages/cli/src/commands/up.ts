@@ -2,12 +2,13 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
+import { streamCorpusFile } from "@tandem/doc-indexer";
 import { JobState } from "@tandem/proto";
 import { unary } from "@tandem/service-kit";
 import { address } from "../addresses.js";
 import { annClient, collectionInfo, describeError, ensureCollection, indexerClient } from "../clients.js";
 import { checkHealth } from "../health.js";
-import { followJob, jobLine, submitFile } from "../jobs.js";
+import { followJob, jobLine } from "../jobs.js";
 import { bundleExists, bundlePath, DATASETS_DIR, REPO_ROOT, STATE_DIR, userPath } from "../paths.js";
 import { DEFAULT_REDIS_URL, pingRedis } from "../redis.js";
 
@@ -291,7 +292,7 @@ async function indexExample(flags: UpFlags, annAddr: string, indexerAddr: string
       return;
     }
     say(`indexing the first ${flags.docs} documents of ${corpus} into ${alias} with ${teacher.bundleName} …`);
-    const res = await submitFile(indexer, alias, corpus, flags.docs);
+    const res = await streamCorpusFile(indexer, alias, corpus, flags.docs);
     const final = await followJob(indexer, res.jobId, { bar: true });
     say(jobLine(final));
     if (final.state !== JobState.JOB_STATE_COMPLETED) throw new Error(`indexing job ${final.jobId} failed`);
