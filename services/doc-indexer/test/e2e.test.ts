@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -9,6 +8,7 @@ import { promisify } from "node:util";
 import { type ServiceError, status } from "@grpc/grpc-js";
 import { encodeVector, JobState } from "@tandem/proto";
 import { unary } from "@tandem/service-kit";
+import { freePort } from "../../../test/support/net.js";
 import { type RunningIndexer, startIndexer } from "../src/service.js";
 import {
   type AnnHandle,
@@ -24,15 +24,6 @@ import {
   testPrefix,
   waitJob,
 } from "./support/harness.js";
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = createServer().listen(0, "127.0.0.1", () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 async function expectCode(p: Promise<unknown>, code: status): Promise<ServiceError> {
   try {

@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { JobState } from "@tandem/proto";
 import { unary } from "@tandem/service-kit";
+import { freePort } from "../../../test/support/net.js";
 import { openQueue } from "../src/queue.js";
 import { type RunningIndexer, startIndexer } from "../src/service.js";
 import {
@@ -19,15 +19,6 @@ import {
   testPrefix,
   waitJob,
 } from "./support/harness.js";
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = createServer().listen(0, "127.0.0.1", () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 describe("transient failures are retried with exponential backoff", () => {
   const prefix = testPrefix("retry");
