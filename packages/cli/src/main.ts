@@ -110,13 +110,16 @@ program
 program
   .command("eval")
   .description(
-    "retrieval quality on a BEIR dataset: teacher/teacher, student/teacher (asymmetric) and student/student, HNSW and exact, nDCG@10 and Recall@100",
+    "retrieval quality on a BEIR dataset: teacher/teacher, student/teacher (asymmetric), student/student and BM25, HNSW and exact, nDCG@10 and Recall@100",
   )
   .option("--dataset <dir>", "BEIR directory (corpus.jsonl, queries.jsonl, qrels/test.tsv)", `${DATASETS_DIR}/scifact`)
   .option("--teacher <bundle>", "document tower", "all-mpnet-base-v2")
   .option("--student <bundle>", "distilled query tower (teacher's space)", "leaf-minilm-mpnet")
   .option("--base <bundle>", "undistilled small model, both sides (student/student)", "all-minilm-l6-v2")
-  .option("--modes <list>", "comma-separated subset of tt,st,ss (default: every mode whose bundles are built)")
+  .option(
+    "--modes <list>",
+    "comma-separated subset of tt,st,ss,bm25 (default: bm25 and every mode whose bundles are built)",
+  )
   .option(
     "--max-docs <n>",
     "corpus slice: the judged docs of the chosen queries plus a stable sample",

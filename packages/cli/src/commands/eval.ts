@@ -4,7 +4,7 @@ import { annConfig, startAnn } from "@tandem/ann";
 import { SingleBar } from "cli-progress";
 import { annClient } from "../clients.js";
 import { markdownTable, textTable } from "../eval/report.js";
-import { type EvalReport, MODES, type ModeId, runEval, type Tower } from "../eval/run.js";
+import { type EvalReport, isDense, MODES, type ModeId, runEval, type Tower } from "../eval/run.js";
 import { bundleExists, bundlePath, EMBEDDINGS_DIR, STATE_DIR, userPath } from "../paths.js";
 
 export interface EvalFlags {
@@ -40,16 +40,19 @@ export async function evalCommand(flags: EvalFlags): Promise<number> {
   const modes: ModeId[] = [];
   for (const m of requested) {
     if (!(m in MODES)) throw new Error(`unknown mode "${m}" (${Object.keys(MODES).join(", ")})`);
-    const spec = MODES[m as ModeId];
-    const absent = [spec.query, spec.docs].filter((t) => !bundleExists(bundles[t]));
-    if (absent.length) {
-      // Without --modes, a mode whose bundle is not built is skipped with a note; asked for, it is an error.
-      const msg = `${spec.label}: bundle ${absent.map((t) => bundles[t]).join(", ")} is not built (scripts/setup.sh builds them)`;
-      if (flags.modes) throw new Error(msg);
-      process.stderr.write(`skipping ${msg}\n`);
-      continue;
+    const mode = m as ModeId;
+    if (isDense(mode)) {
+      const spec = MODES[mode];
+      const absent = [spec.query, spec.docs].filter((t) => !bundleExists(bundles[t]));
+      if (absent.length) {
+        // Without --modes, a mode whose bundle is not built is skipped with a note; asked for, it is an error.
+        const msg = `${spec.label}: bundle ${absent.map((t) => bundles[t]).join(", ")} is not built (scripts/setup.sh builds them)`;
+        if (flags.modes) throw new Error(msg);
+        process.stderr.write(`skipping ${msg}\n`);
+        continue;
+      }
     }
-    modes.push(m as ModeId);
+    modes.push(mode);
   }
   if (flags.collection && !flags.ann)
     throw new Error("--collection names a collection of a running ANN service: give --ann too");
@@ -57,16 +60,17 @@ export async function evalCommand(flags: EvalFlags): Promise<number> {
 
   // Without --ann, an ANN service runs inside this process on a free port with
   // its own data dir: the real service code over real gRPC, without touching the
-  // collections of a `tandem up` stack.
+  // collections of a `tandem up` stack. BM25 alone needs none.
+  const needsAnn = modes.some(isDense);
   let embedded: Awaited<ReturnType<typeof startAnn>> | null = null;
   let addr = flags.ann;
-  if (!addr) {
+  if (!addr && needsAnn) {
     embedded = await startAnn(
       annConfig({ DATA_DIR: join(STATE_DIR, "eval-ann"), PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: "warn" }),
     );
     addr = `127.0.0.1:${embedded.port}`;
   }
-  const ann = annClient(addr);
+  const ann = addr ? annClient(addr) : undefined;
   const log = (line: string) => process.stderr.write(`${line}\n`);
   let bar: SingleBar | null = null;
   let barStart = 0;
@@ -77,7 +81,11 @@ export async function evalCommand(flags: EvalFlags): Promise<number> {
       modes,
       slice: { maxDocs: flags.maxDocs, maxQueries: flags.maxQueries },
       ann,
-      annLabel: embedded ? `in-process ANN service (${join(STATE_DIR, "eval-ann")})` : `ANN service at ${addr}`,
+      annLabel: embedded
+        ? `in-process ANN service (${join(STATE_DIR, "eval-ann")})`
+        : addr
+          ? `ANN service at ${addr}`
+          : "none (BM25 only)",
       ef: flags.ef,
       intraOpThreads: flags.threads,
       cacheDir: EMBEDDINGS_DIR,
@@ -108,7 +116,7 @@ export async function evalCommand(flags: EvalFlags): Promise<number> {
     return 0;
   } finally {
     (bar as SingleBar | null)?.stop();
-    ann.close();
+    ann?.close();
     await embedded?.stop();
   }
 }

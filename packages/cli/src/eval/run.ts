@@ -21,6 +21,9 @@ import { quantile, type Scores, score } from "./metrics.js";
  * The teacher's query side is served by no service (only the student encodes
  * queries online), which is one reason queries are encoded here: every mode
  * then measures encode latency the same way, one query per call.
+ *
+ * The lexical baseline (`bm25`, eval/bm25.ts) is scored in this process over
+ * the same documents and queries; it uses neither bundles nor the ANN service.
  */
 
 /**
@@ -32,8 +35,12 @@ export const MODES = {
   tt: { label: "teacher/teacher", query: "teacher", docs: "teacher" },
   st: { label: "student/teacher", query: "student", docs: "teacher" },
   ss: { label: "student/student", query: "base", docs: "base" },
+  bm25: { label: "BM25 (lexical)" },
 } as const;
 export type ModeId = keyof typeof MODES;
+/** The modes that embed with model bundles and search the ANN service. */
+export type DenseModeId = Exclude<ModeId, "bm25">;
+export const isDense = (mode: ModeId): mode is DenseModeId => mode !== "bm25";
 export type Tower = "teacher" | "student" | "base";
 
 export interface EvalOptions {
@@ -41,7 +48,8 @@ export interface EvalOptions {
   bundles: Record<Tower, string>;
   modes: ModeId[];
   slice: SliceOptions;
-  ann: AnnClient;
+  /** Needed by the dense modes only. */
+  ann?: AnnClient;
   annLabel: string;
   /** HNSW beam width of every search (>= 100, the deepest rank scored). */
   ef: number;
@@ -59,14 +67,18 @@ export interface EvalOptions {
   log: (line: string) => void;
 }
 
+type DenseOptions = EvalOptions & { ann: AnnClient };
+
 export interface ModeResult {
   mode: ModeId;
   label: string;
   queryBundle: string;
   docBundle: string;
   space: string;
+  /** bm25: its one exhaustive ranking (no ANN index), so `hnsw` and `exact` are equal. */
   hnsw: Scores;
   exact: Scores;
+  /** bm25: there is no encoder; encode and search both time the whole in-process search of one query (analysis, scoring, top 100). */
   encodeP50Ms: number;
   encodeP95Ms: number;
   searchP50Ms: number;
@@ -107,6 +119,12 @@ export async function runEval(opts: EvalOptions): Promise<EvalReport> {
     `${set.name}: ${set.docs.length} documents, ${set.queries.length} queries (${set.slice === "full" ? "full test split" : `slice ${set.slice}`})`,
   );
   for (const n of set.notes) opts.log(`note: ${n}`);
+  const dense = opts.modes.filter(isDense);
+  const withAnn = (): DenseOptions => {
+    if (!opts.ann) throw new Error(`modes ${dense.join(", ")} search the ANN service: no ANN client was given`);
+    return { ...opts, ann: opts.ann };
+  };
+  if (dense.length > 0) withAnn();
 
   const models = new Map<Tower, EmbeddingModel>();
   const model = async (tower: Tower): Promise<EmbeddingModel> => {
@@ -123,7 +141,7 @@ export async function runEval(opts: EvalOptions): Promise<EvalReport> {
   try {
     // The rule that makes asymmetric retrieval safe, checked here too: the ANN
     // service cannot tell which model made a raw query vector.
-    for (const mode of opts.modes) {
+    for (const mode of dense) {
       const q = await model(MODES[mode].query);
       const d = await model(MODES[mode].docs);
       if (q.info.space !== d.info.space) {
@@ -134,30 +152,43 @@ export async function runEval(opts: EvalOptions): Promise<EvalReport> {
     }
 
     const collections: EvalReport["collections"] = {};
-    const docTowers = [...new Set(opts.modes.map((m) => MODES[m].docs))];
+    const docTowers = [...new Set(dense.map((m) => MODES[m].docs))];
     for (const tower of docTowers) {
       const existing = opts.reuse?.[tower];
       collections[tower] = existing
-        ? await checkExisting(opts.ann, set, existing, await model(tower), opts.log)
-        : await indexTower(opts, set, await model(tower));
+        ? await checkExisting(withAnn().ann, set, existing, await model(tower), opts.log)
+        : await indexTower(withAnn(), set, await model(tower));
     }
 
     const results: ModeResult[] = [];
     for (const mode of opts.modes) {
       const spec = MODES[mode];
-      const q = await model(spec.query);
-      const d = await model(spec.docs);
-      const collection = (collections[spec.docs] as { name: string }).name;
-      const r = await runMode(opts, set, q, collection);
-      results.push({
-        mode,
-        label: spec.label,
-        queryBundle: q.info.bundleName,
-        docBundle: d.info.bundleName,
-        space: d.info.space,
-        ...r,
-        pctOfTeacher: null,
-      });
+      let r: ModeResult;
+      if (isDense(mode)) {
+        const q = await model(MODES[mode].query);
+        const d = await model(MODES[mode].docs);
+        const collection = (collections[MODES[mode].docs] as { name: string }).name;
+        r = {
+          mode,
+          label: spec.label,
+          queryBundle: q.info.bundleName,
+          docBundle: d.info.bundleName,
+          space: d.info.space,
+          ...(await runMode(withAnn(), set, q, collection)),
+          pctOfTeacher: null,
+        };
+      } else {
+        r = {
+          mode,
+          label: spec.label,
+          queryBundle: "bm25",
+          docBundle: "bm25",
+          space: "lexical",
+          ...(await runBm25(set, opts.log)),
+          pctOfTeacher: null,
+        };
+      }
+      results.push(r);
       opts.log(
         `${spec.label}: nDCG@10 ${(r.hnsw.ndcg10 * 100).toFixed(2)} (exact ${(r.exact.ndcg10 * 100).toFixed(2)}), ` +
           `Recall@100 ${(r.hnsw.recall100 * 100).toFixed(2)}, encode p50 ${r.encodeP50Ms.toFixed(1)} ms`,
@@ -175,10 +206,16 @@ export async function runEval(opts: EvalOptions): Promise<EvalReport> {
       machine: machine(),
       date: new Date().toISOString(),
       ann: opts.annLabel,
-      method:
-        "queries and documents embedded in-process by @tandem/model-runtime (the services' code; document vectors cached " +
-        `by bundle and text sha256${opts.reuse && Object.keys(opts.reuse).length ? ", or taken from an existing collection" : ""}), ` +
-        `one query per encode call; vectors searched over gRPC by the ${opts.annLabel}, HNSW and exact scan`,
+      method: [
+        dense.length > 0
+          ? "queries and documents embedded in-process by @tandem/model-runtime (the services' code; document vectors cached " +
+            `by bundle and text sha256${opts.reuse && Object.keys(opts.reuse).length ? ", or taken from an existing collection" : ""}), ` +
+            `one query per encode call; vectors searched over gRPC by the ${opts.annLabel}, HNSW and exact scan`
+          : "",
+        opts.modes.includes("bm25") ? (await import("./bm25.js")).BM25_METHOD : "",
+      ]
+        .filter(Boolean)
+        .join("; "),
       ef: opts.ef,
       collections,
       results,
@@ -189,7 +226,7 @@ export async function runEval(opts: EvalOptions): Promise<EvalReport> {
 }
 
 /** Embeds the documents with `model` (cache first) and makes sure the ANN collection holds exactly them. */
-async function indexTower(opts: EvalOptions, set: EvalSet, model: EmbeddingModel): Promise<TowerCollection> {
+async function indexTower(opts: DenseOptions, set: EvalSet, model: EmbeddingModel): Promise<TowerCollection> {
   const tower = model.info.bundleName;
   const cache = EmbeddingCache.open(opts.cacheDir, model);
   const missing = set.docs.filter((d) => !cache.get(d.text));
@@ -264,7 +301,7 @@ async function checkExisting(
 }
 
 async function runMode(
-  opts: EvalOptions,
+  opts: DenseOptions,
   set: EvalSet,
   q: EmbeddingModel,
   collection: string,
@@ -307,6 +344,35 @@ async function runMode(
     encodeP50Ms: quantile(encodeMs, 0.5),
     encodeP95Ms: quantile(encodeMs, 0.95),
     searchP50Ms: quantile(searchMs, 0.5),
+  };
+}
+
+/** The lexical baseline over `set`: the same metric code, one timed search per query. */
+async function runBm25(
+  set: EvalSet,
+  log: (line: string) => void,
+): Promise<Pick<ModeResult, "hnsw" | "exact" | "encodeP50Ms" | "encodeP95Ms" | "searchP50Ms">> {
+  // wink-nlp-utils loads an English language model when first imported (~0.3 s): only runs with bm25 pay for it.
+  const { buildBm25 } = await import("./bm25.js");
+  const t0 = performance.now();
+  const index = buildBm25(set.docs);
+  log(`BM25: indexed ${set.docs.length} documents in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  // Warm-up, as for the encoders: the first calls run unoptimised code.
+  for (const q of set.queries.slice(0, 3)) index.search(q.text, SEARCH_K);
+  const ms: number[] = [];
+  const runs = new Map<string, string[]>();
+  for (const q of set.queries) {
+    const s0 = performance.now();
+    runs.set(q.id, index.search(q.text, SEARCH_K));
+    ms.push(performance.now() - s0);
+  }
+  const scores = score(runs, set.qrels);
+  return {
+    hnsw: scores,
+    exact: { ...scores },
+    encodeP50Ms: quantile(ms, 0.5),
+    encodeP95Ms: quantile(ms, 0.95),
+    searchP50Ms: quantile(ms, 0.5),
   };
 }
 
