@@ -1,9 +1,11 @@
-"""Distillation texts: real search queries plus truncated corpus passages. Never an evaluation set's queries."""
+"""Distillation texts: real search queries, sentences and truncated passages of the corpora. Never an evaluation
+set's queries."""
 
 from __future__ import annotations
 
 import json
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +23,7 @@ class DistillData:
     train: list[str]
     heldout_queries: list[str]
     heldout_passages: list[str]
+    heldout_sentences: list[str]
     sources: dict[str, object]  # provenance: files, sha256, counts
 
 
@@ -31,6 +34,27 @@ def _eval_queries(root: Path) -> set[str]:
         if path.exists():
             with open(path, encoding="utf-8") as f:
                 out.update(json.loads(line)["text"].strip().lower() for line in f)
+    return out
+
+
+# A sentence ends at . ! or ? followed by a space and a capital or an opening bracket; abbreviations that split
+# wrongly only yield a shorter sentence, which the length filter mostly drops.
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z(])")
+
+
+def _sentences(root: Path, min_words: int = 6, max_words: int = 40) -> list[str]:
+    """Single sentences of the corpora's texts: short, claim- and question-length in-domain text.
+
+    Queries are short; a student trained on 128-token passages alone learns the teacher on the wrong lengths,
+    and web queries alone miss the corpora's vocabulary. No labels or queries of an eval set are involved.
+    """
+    out: list[str] = []
+    for name in CORPORA:
+        with open(root / name / "corpus.jsonl", encoding="utf-8") as f:
+            for line in f:
+                for s in _SENTENCE_END.split(json.loads(line).get("text", "")):
+                    if min_words <= len(s.split()) <= max_words:
+                        out.append(s.strip())
     return out
 
 
@@ -48,7 +72,7 @@ def _passages(root: Path, words: int) -> list[str]:
 
 
 def load(n_queries: int, n_passages: int, n_heldout: int = 300, passage_words: int = 96, seed: int = 0,
-         drop_prefixes: tuple[str, ...] = ()) -> DistillData:
+         drop_prefixes: tuple[str, ...] = (), n_sentences: int = 0) -> DistillData:
     root = datasets_dir()
     qfile = root / "train-queries" / "queries.tsv"
     banned = _eval_queries(root)
@@ -65,19 +89,25 @@ def load(n_queries: int, n_passages: int, n_heldout: int = 300, passage_words: i
     rng.shuffle(queries)  # the file is grouped by source
     passages = _passages(root, passage_words)
     rng.shuffle(passages)
+    sentences = _sentences(root) if n_sentences else []
+    rng.shuffle(sentences)
+    sentences = list(dict.fromkeys(sentences))  # boilerplate sentences repeat across abstracts
     # Held-out texts come first and are never in the training slice.
-    hq, hp = queries[:n_heldout], passages[: n_heldout // 3]
+    hq, hp, hs = queries[:n_heldout], passages[: n_heldout // 3], sentences[: n_heldout // 3]
     tq = queries[n_heldout: n_heldout + n_queries]
     tp = passages[n_heldout // 3: n_heldout // 3 + n_passages]
-    train = tq + tp
+    ts = sentences[n_heldout // 3: n_heldout // 3 + n_sentences]
+    train = tq + tp + ts
     rng.shuffle(train)
     sources = {
         "queries": {"file": "train-queries/queries.tsv", "sha256": sha256_file(qfile), "used": len(tq),
                     "available": len(queries), "dropped_prefixes": list(drop_prefixes)},
         "passages": {"corpora": [f"{c}/corpus.jsonl" for c in CORPORA], "used": len(tp), "available": len(passages),
                      "truncated_words": passage_words},
-        "heldout": {"queries": len(hq), "passages": len(hp)},
+        "sentences": {"corpora": [f"{c}/corpus.jsonl" for c in CORPORA], "used": len(ts),
+                      "available": len(sentences), "words": "6-40"},
+        "heldout": {"queries": len(hq), "passages": len(hp), "sentences": len(hs)},
         "excluded": f"queries equal to any {'/'.join(EVAL_SETS)} test query ({len(banned)} texts)",
         "seed": seed,
     }
-    return DistillData(train, hq, hp, sources)
+    return DistillData(train, hq, hp, hs, sources)

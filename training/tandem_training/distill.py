@@ -1,13 +1,15 @@
 """LEAF / ScalingNote stage 2: distil a small student into a teacher's embedding space.
 
   python -m tandem_training.distill                      # CPU budget: all-MiniLM-L6-v2 -> all-mpnet-base-v2 space
-  python -m tandem_training.distill --queries 60000 --passages 20000 --steps 20000 --batch 128   # bigger (GPU)
+  python -m tandem_training.distill --queries 60000 --sentences 60000 --passages 20000 --steps 20000 --batch 128
+                                                         # bigger (GPU)
 
 Student = MiniLM encoder + linear projection (no bias) to the teacher's width, mean pooled, L2-normalised.
-Targets = the teacher bundle's own (ONNX) embeddings of the same texts, cached on disk. The projection starts
-at the least-squares solution on the cached pairs, then everything is fine-tuned on
-MSE(student, teacher) + (1 - cosine). Only queries are ever encoded by the student at serve time; documents are
-encoded by the teacher alone.
+Texts = real search queries, single sentences of the shared corpora (query-length, in-domain) and truncated
+passages. Targets = the teacher bundle's own (ONNX) embeddings of the same texts, cached on disk. The projection
+starts at the least-squares solution on the cached pairs, then everything is fine-tuned on
+MSE(student, teacher) + (1 - cosine) over length-grouped batches. Only queries are ever encoded by the student at
+serve time; documents are encoded by the teacher alone.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from .paths import force_offline, models_dir, work_dir
 from .sources import PYPI_MODELS, ModelSpec
 from .tokens import BundleTokenizer
 
-RECIPE = 1  # bump when the training procedure changes what the same inputs produce
+RECIPE = 2  # bump when the training procedure changes what the same inputs produce
 
 
 @dataclass(frozen=True)
@@ -49,14 +51,15 @@ class DistillConfig:
     student: str = "all-minilm-l6-v2"  # PyPI model key (sources.py)
     queries: int = 6000
     passages: int = 600
+    sentences: int = 6000
     passage_words: int = 96
     heldout: int = 300
     train_max_tokens: int = 128
-    steps: int = 300
+    steps: int = 1500
     batch: int = 32
-    lr: float = 5e-5
-    proj_lr: float = 5e-4
-    warmup: int = 20
+    lr: float = 1e-4
+    proj_lr: float = 1e-4
+    warmup: int = 50
     seed: int = 0
     drop_prefixes: tuple[str, ...] = ()
 
@@ -173,10 +176,13 @@ def distill(cfg: DistillConfig, models: Path, int8: bool = True, force: bool = F
         log(f"{', '.join(names)}: up to date (distill_key {distill_key[:12]}), skipped")
         return [models / n for n in names]
 
-    data = load(cfg.queries, cfg.passages, cfg.heldout, cfg.passage_words, cfg.seed, cfg.drop_prefixes)
-    log(f"data: {len(data.train)} training texts ({data.sources['queries']['used']} queries, "  # type: ignore[index]
-        f"{data.sources['passages']['used']} passages), held out {len(data.heldout_queries)} queries + "  # type: ignore[index]
-        f"{len(data.heldout_passages)} passages")
+    data = load(cfg.queries, cfg.passages, cfg.heldout, cfg.passage_words, cfg.seed, cfg.drop_prefixes,
+                cfg.sentences)
+    heldout = {"queries": data.heldout_queries, "passages": data.heldout_passages,
+               "sentences": data.heldout_sentences}
+    heldout = {k: v for k, v in heldout.items() if v}
+    log(f"data: {len(data.train)} training texts ({cfg.queries} queries, {cfg.passages} passages, "
+        f"{cfg.sentences} sentences at most), held out " + ", ".join(f"{len(v)} {k}" for k, v in heldout.items()))
 
     # 1. Teacher targets, cached by (teacher sha, text sha). The teacher sees texts exactly as the student will
     #    learn them: with the teacher's query prefix, cut to train_max_tokens.
@@ -185,13 +191,15 @@ def distill(cfg: DistillConfig, models: Path, int8: bool = True, force: bool = F
     teacher.tokenizer.max_tokens = min(teacher.tokenizer.max_tokens, cfg.train_max_tokens)
     cache = EmbeddingCache(work_dir() / "teacher-embeddings", f"{teacher_sha}-t{cfg.train_max_tokens}",
                            int(teacher_m["dims"]))
-    all_texts = data.train + data.heldout_queries + data.heldout_passages
+    all_texts = data.train + [t for v in heldout.values() for t in v]
     targets_all = cache.get(all_texts, lambda ts: teacher.encode(ts, "query", batch_size=64), progress="teacher")
     del teacher
     n_train = len(data.train)
     y_train = targets_all[:n_train]
-    y_hq = targets_all[n_train: n_train + len(data.heldout_queries)]
-    y_hp = targets_all[n_train + len(data.heldout_queries):]
+    y_heldout: dict[str, np.ndarray] = {}
+    at = n_train
+    for k, v in heldout.items():
+        y_heldout[k], at = targets_all[at: at + len(v)], at + len(v)
     teacher_seconds = time.time() - t0
     log(f"teacher targets ready in {teacher_seconds:.0f}s")
 
@@ -202,25 +210,24 @@ def distill(cfg: DistillConfig, models: Path, int8: bool = True, force: bool = F
     tok = BundleTokenizer(student_src.hf_dir / "tokenizer.json", cfg.train_max_tokens)
     prefix = spec.query_prefix
     train_texts = [prefix + t for t in data.train]
-    hq_texts = [prefix + t for t in data.heldout_queries]
-    hp_texts = [prefix + t for t in data.heldout_passages]
+    heldout_texts = {k: [prefix + t for t in v] for k, v in heldout.items()}
+
+    def heldout_now() -> dict[str, dict[str, float]]:
+        return {k: heldout_cosines(student, tok, heldout_texts[k], y_heldout[k], device) for k in heldout}
     x = encode_student(student, tok, train_texts, project=False, device=device)
     w = least_squares_projection(x, y_train)
     with torch.no_grad():
         student.projection.weight.copy_(torch.from_numpy(w).to(device))
-    init = {"queries": heldout_cosines(student, tok, hq_texts, y_hq, device),
-            "passages": heldout_cosines(student, tok, hp_texts, y_hp, device)}
-    log(f"least-squares init ({time.time() - t1:.0f}s): held-out cosine queries {init['queries']}, "
-        f"passages {init['passages']}")
+    init = heldout_now()
+    log(f"least-squares init ({time.time() - t1:.0f}s): held-out cosine {init}")
 
     # 3. Fine-tune encoder + projection.
     t2 = time.time()
     losses = train(student, tok, train_texts, y_train, cfg, device)
     train_seconds = time.time() - t2
-    final = {"queries": heldout_cosines(student, tok, hq_texts, y_hq, device),
-             "passages": heldout_cosines(student, tok, hp_texts, y_hp, device)}
+    final = heldout_now()
     log(f"fine-tuned {cfg.steps} steps in {train_seconds:.0f}s: loss {losses[0]:.4f} -> {losses[-1]:.4f}; "
-        f"held-out cosine queries {final['queries']}, passages {final['passages']}")
+        f"held-out cosine {final}")
 
     # 4. Export: projection folded into the token graph (mean pooling commutes with a linear map).
     student = student.to("cpu").eval()
@@ -271,9 +278,25 @@ def _trained_with(bundle: Path, distill_key: str) -> bool:
     return training.get("distill_key") == distill_key and is_current(bundle, m["provenance"].get("inputs_key", ""))
 
 
+def length_grouped_batches(lengths: list[int], batch: int, rng: np.random.Generator,
+                           group: int = 64) -> list[list[int]]:
+    """One epoch of batches: shuffle, sort each run of `group` batches by length, shuffle the batches.
+
+    Batches then hold texts of similar length, so a 12-token query is not padded to a 128-token passage's width
+    (on CPU padding is most of the cost), while every batch is still a random draw of the data.
+    """
+    order = rng.permutation(len(lengths))
+    out: list[list[int]] = []
+    span = batch * group
+    for start in range(0, len(order), span):
+        part = sorted(order[start: start + span].tolist(), key=lambda i: lengths[i])
+        out.extend(part[i: i + batch] for i in range(0, len(part) - batch + 1, batch))
+    return [out[i] for i in rng.permutation(len(out))]
+
+
 def train(student: Student, tok: BundleTokenizer, texts: list[str], targets: np.ndarray, cfg: DistillConfig,
           device: str) -> list[float]:
-    """AdamW, linear warmup then cosine decay; batches drawn at random (reshuffled each epoch)."""
+    """AdamW, linear warmup then cosine decay, over length-grouped random batches (reshuffled each epoch)."""
     student.train()
     opt = torch.optim.AdamW([
         {"params": student.encoder.parameters(), "lr": cfg.lr},
@@ -281,15 +304,16 @@ def train(student: Student, tok: BundleTokenizer, texts: list[str], targets: np.
     ], weight_decay=0.01)
     base = [g["lr"] for g in opt.param_groups]
     rows = tok.ids(texts)
+    lengths = [len(r) for r in rows]
     y = torch.from_numpy(targets)
     rng = np.random.default_rng(cfg.seed)
-    order: list[int] = []
+    queue: list[list[int]] = []
     losses: list[float] = []
     every = max(1, cfg.steps // 10)
     for step in range(cfg.steps):
-        if len(order) < cfg.batch:
-            order = list(rng.permutation(len(texts)))
-        idx = [order.pop() for _ in range(cfg.batch)]
+        if not queue:
+            queue = length_grouped_batches(lengths, min(cfg.batch, len(texts)), rng)
+        idx = queue.pop()
         ids, mask = tok.pad([rows[i] for i in idx])
         scale = (step + 1) / cfg.warmup if step < cfg.warmup else \
             0.5 * (1 + math.cos(math.pi * (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)))
@@ -318,6 +342,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--models", type=Path, default=models_dir(), help="bundle root (read teacher, write student)")
     ap.add_argument("--queries", type=int, default=d.queries, help="training queries from train-queries")
     ap.add_argument("--passages", type=int, default=d.passages, help="training passages from the shared corpora")
+    ap.add_argument("--sentences", type=int, default=d.sentences, help="training sentences of the shared corpora")
     ap.add_argument("--passage-words", type=int, default=d.passage_words)
     ap.add_argument("--heldout", type=int, default=d.heldout, help="held-out queries (+1/3 as many passages)")
     ap.add_argument("--train-max-tokens", type=int, default=d.train_max_tokens)
@@ -334,7 +359,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--force", action="store_true")
     a = ap.parse_args(argv)
     cfg = DistillConfig(name=a.name, teacher=a.teacher, student=a.student, queries=a.queries, passages=a.passages,
-                        passage_words=a.passage_words, heldout=a.heldout, train_max_tokens=a.train_max_tokens,
+                        sentences=a.sentences, passage_words=a.passage_words, heldout=a.heldout, train_max_tokens=a.train_max_tokens,
                         steps=a.steps, batch=a.batch, lr=a.lr, proj_lr=a.proj_lr, warmup=a.warmup, seed=a.seed,
                         drop_prefixes=tuple(a.drop_prefix))
     distill(cfg, a.models, int8=not a.no_int8, force=a.force, device=a.device, threads=a.threads)

@@ -10,7 +10,7 @@ import torch
 
 from tandem_training.data import load
 from tandem_training.distill import (DistillConfig, Student, alignment_loss, distill, least_squares_projection,
-                                     train)
+                                     length_grouped_batches, train)
 from tandem_training.encode import Encoder
 from tandem_training.export import load_encoder
 from tandem_training.fetch import fetch
@@ -39,6 +39,30 @@ def test_no_eval_queries_in_training_data() -> None:
         with open(datasets_dir() / name / "queries.jsonl", encoding="utf-8") as f:
             assert not train & {json.loads(line)["text"].strip().lower() for line in f}
     assert not set(data.heldout_queries) & set(data.train)
+
+
+def test_corpus_sentences_are_short_and_held_out_apart() -> None:
+    data = load(10, 5, n_heldout=30, n_sentences=200)
+    assert data.sources["sentences"]["used"] == 200  # type: ignore[index]
+    others = set(load(10, 5, n_heldout=30).train)  # same seed: the same queries and passages
+    sentences = [t for t in data.train if t not in others]
+    assert len(sentences) == len(set(sentences)) == 200
+    assert all(6 <= len(s.split()) <= 40 for s in sentences)
+    assert len(data.heldout_sentences) == 10 and not set(data.heldout_sentences) & set(data.train)
+
+
+def test_length_grouped_batches_cover_an_epoch_once_and_cut_padding() -> None:
+    rng = np.random.default_rng(0)
+    lengths = [int(x) for x in rng.integers(4, 128, size=1000)]
+    epoch = length_grouped_batches(lengths, 16, np.random.default_rng(1), group=8)
+    seen = [i for b in epoch for i in b]
+    assert all(len(b) == 16 for b in epoch) and len(seen) == len(set(seen)) >= 1000 - 8 * 16
+    padded = sum(16 * max(lengths[i] for i in b) for b in epoch)
+    shuffled = rng.permutation(len(lengths))
+    random_padded = sum(16 * max(lengths[i] for i in shuffled[j: j + 16]) for j in range(0, len(seen), 16))
+    assert padded < 0.7 * random_padded
+    again = length_grouped_batches(lengths, 16, np.random.default_rng(1), group=8)
+    assert epoch == again  # seeded: the same run trains on the same batches
 
 
 def test_few_steps_lower_alignment_loss(teacher_bundle: Path) -> None:
