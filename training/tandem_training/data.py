@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,14 @@ def _eval_queries(root: Path) -> set[str]:
     return out
 
 
+def _corpus_docs(root: Path) -> Iterator[dict[str, str]]:
+    """Every document of the shared corpora, in file order: what passages and sentences are cut from."""
+    for name in CORPORA:
+        with open(root / name / "corpus.jsonl", encoding="utf-8") as f:
+            for line in f:
+                yield json.loads(line)
+
+
 # A sentence ends at . ! or ? followed by a space and a capital or an opening bracket; abbreviations that split
 # wrongly only yield a shorter sentence, which the length filter mostly drops.
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z(])")
@@ -48,26 +57,17 @@ def _sentences(root: Path, min_words: int = 6, max_words: int = 40) -> list[str]
     Queries are short; a student trained on 128-token passages alone learns the teacher on the wrong lengths,
     and web queries alone miss the corpora's vocabulary. No labels or queries of an eval set are involved.
     """
-    out: list[str] = []
-    for name in CORPORA:
-        with open(root / name / "corpus.jsonl", encoding="utf-8") as f:
-            for line in f:
-                for s in _SENTENCE_END.split(json.loads(line).get("text", "")):
-                    if min_words <= len(s.split()) <= max_words:
-                        out.append(s.strip())
-    return out
+    return [s.strip() for d in _corpus_docs(root) for s in _SENTENCE_END.split(d.get("text", ""))
+            if min_words <= len(s.split()) <= max_words]
 
 
 def _passages(root: Path, words: int) -> list[str]:
     """title + text cut to the first `words` words (~1.3 tokens a word: 96 words ~ 128 tokens)."""
     out: list[str] = []
-    for name in CORPORA:
-        with open(root / name / "corpus.jsonl", encoding="utf-8") as f:
-            for line in f:
-                d = json.loads(line)
-                text = f"{d.get('title', '')}. {d.get('text', '')}".strip(". ").split()
-                if len(text) >= 8:
-                    out.append(" ".join(text[:words]))
+    for d in _corpus_docs(root):
+        text = f"{d.get('title', '')}. {d.get('text', '')}".strip(". ").split()
+        if len(text) >= 8:
+            out.append(" ".join(text[:words]))
     return out
 
 
@@ -99,12 +99,13 @@ def load(n_queries: int, n_passages: int, n_heldout: int = 300, passage_words: i
     ts = sentences[n_heldout // 3: n_heldout // 3 + n_sentences]
     train = tq + tp + ts
     rng.shuffle(train)
+    corpora = [f"{c}/corpus.jsonl" for c in CORPORA]
     sources = {
         "queries": {"file": "train-queries/queries.tsv", "sha256": sha256_file(qfile), "used": len(tq),
                     "available": len(queries), "dropped_prefixes": list(drop_prefixes)},
-        "passages": {"corpora": [f"{c}/corpus.jsonl" for c in CORPORA], "used": len(tp), "available": len(passages),
+        "passages": {"corpora": corpora, "used": len(tp), "available": len(passages),
                      "truncated_words": passage_words},
-        "sentences": {"corpora": [f"{c}/corpus.jsonl" for c in CORPORA], "used": len(ts),
+        "sentences": {"corpora": corpora, "used": len(ts),
                       "available": len(sentences), "words": "6-40"},
         "heldout": {"queries": len(hq), "passages": len(hp), "sentences": len(hs)},
         "excluded": f"queries equal to any {'/'.join(EVAL_SETS)} test query ({len(banned)} texts)",
