@@ -99,6 +99,10 @@ test("rankings are deterministic across index builds, and capped at k", () => {
   assert.deepEqual(a.search("the of and", 10), []);
 });
 
+test("fewer than 3 documents: a message that says what to change, not the library's", () => {
+  assert.throws(() => buildBm25(set.docs.slice(0, 2)), /at least 3 documents.*has 2 \(raise --max-docs\)/);
+});
+
 test("a dense mode without an ANN client fails before loading any bundle", async () => {
   assert.ok(!existsSync(NO_BUNDLE));
   await assert.rejects(runEval({ ...evalOptions, modes: ["bm25", "st"] }), /no ANN client/);

@@ -35,6 +35,9 @@ export interface LexicalIndex {
 
 /** Indexes `docs` (at least 3: the library computes idf only then). Equal ids are an error. */
 export function buildBm25(docs: readonly Pick<EvalDoc, "id" | "text">[]): LexicalIndex {
+  if (docs.length < 3) {
+    throw new Error(`BM25 needs at least 3 documents to compute idf; this set has ${docs.length} (raise --max-docs)`);
+  }
   const engine = bm25();
   engine.defineConfig({ fldWeights: { text: 1 }, bm25Params: { ...BM25_PARAMS } });
   engine.definePrepTasks([analyse]);
