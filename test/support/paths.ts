@@ -2,8 +2,9 @@ import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
 export const REPO_ROOT = fileURLToPath(new URL("../..", import.meta.url));
-export const SHARED = process.env.TANDEM_SHARED_DIR ?? fileURLToPath(new URL("../../../shared", import.meta.url));
-export const DATASETS = `${SHARED}/datasets`;
+/** The same variables, with the same defaults, as the CLI's (packages/cli/src/paths.ts) and training/'s. */
+export const DATASETS =
+  process.env.TANDEM_DATASETS_DIR ?? fileURLToPath(new URL("../../../shared/datasets", import.meta.url));
 export const MODELS = process.env.TANDEM_MODELS_DIR ?? `${REPO_ROOT}.cache/models`;
 
 /** A bundle built by training/ (see README: `scripts/setup.sh`); fails loudly when missing. */

@@ -21,8 +21,8 @@ def cache_dir() -> Path:
 
 
 def models_dir() -> Path:
-    """Default output root for bundles; the TypeScript services read from here."""
-    return cache_dir() / "models"
+    """Default output root for bundles; the TypeScript services read from here (same variable as theirs)."""
+    return Path(os.environ.get("TANDEM_MODELS_DIR", cache_dir() / "models"))
 
 
 def work_dir() -> Path:
@@ -32,4 +32,4 @@ def work_dir() -> Path:
 
 def datasets_dir() -> Path:
     """BEIR-format sets and the training query file, shared by the whole project."""
-    return Path(os.environ.get("TANDEM_DATASETS", REPO_ROOT.parent / "shared" / "datasets"))
+    return Path(os.environ.get("TANDEM_DATASETS_DIR", REPO_ROOT.parent / "shared" / "datasets"))

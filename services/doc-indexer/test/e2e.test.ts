@@ -9,6 +9,7 @@ import { type ServiceError, status } from "@grpc/grpc-js";
 import { encodeVector, JobState } from "@tandem/proto";
 import { unary } from "@tandem/service-kit";
 import { freePort } from "../../../test/support/net.js";
+import { REPO_ROOT } from "../../../test/support/paths.js";
 import { type RunningIndexer, startIndexer } from "../src/service.js";
 import {
   type AnnHandle,
@@ -16,7 +17,6 @@ import {
   clients,
   createCollection,
   loadCorpus,
-  REPO_ROOT,
   SCIFACT,
   startAnnForTest,
   submit,

@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { JobState } from "@tandem/proto";
 import { unary } from "@tandem/service-kit";
+import { MODELS } from "../../../test/support/paths.js";
 import { type RunningIndexer, startIndexer } from "../src/service.js";
 import {
   type AnnHandle,
@@ -13,7 +14,6 @@ import {
   clients,
   createCollection,
   exited,
-  MODELS,
   SCIFACT,
   spawnWorkerProcess,
   startAnnForTest,

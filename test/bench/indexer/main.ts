@@ -20,7 +20,6 @@ import {
   clients,
   createCollection,
   loadCorpus,
-  MODELS,
   SCIFACT,
   startAnnForTest,
   submit,
@@ -28,6 +27,7 @@ import {
   testPrefix,
   waitJob,
 } from "../../../services/doc-indexer/test/support/harness.js";
+import { MODELS } from "../../support/paths.js";
 
 const { values: args } = parseArgs({
   options: {

@@ -1,6 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import { credentials } from "@grpc/grpc-js";
 import {
   AnnClient,
@@ -13,14 +12,12 @@ import {
 } from "@tandem/proto";
 import { type ClientSecurity, clientTransport, unary } from "@tandem/service-kit";
 import { Redis } from "ioredis";
+import { DATASETS, MODELS, REPO_ROOT } from "../../../../test/support/paths.js";
 import { annConfig, startAnn } from "../../../ann/src/service.js";
 import { type IndexerConfig, indexerConfig } from "../../src/config.js";
 import { dropNamespace } from "../../src/queue.js";
 
-export const REPO_ROOT = fileURLToPath(new URL("../../../../", import.meta.url));
-export const SHARED = process.env.TANDEM_SHARED_DIR ?? fileURLToPath(new URL("../../../../../shared", import.meta.url));
-export const SCIFACT = `${SHARED}/datasets/scifact`;
-export const MODELS = process.env.TANDEM_MODELS_DIR ?? `${REPO_ROOT}.cache/models`;
+export const SCIFACT = `${DATASETS}/scifact`;
 export const MINILM = `${MODELS}/all-minilm-l6-v2`;
 export const MINILM_SPACE = "all-minilm-l6-v2/384";
 /** The same model quantised to int8: a second teacher bundle in the same space. */
