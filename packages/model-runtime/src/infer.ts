@@ -1,4 +1,5 @@
-import * as ort from "onnxruntime-node";
+import { Worker } from "node:worker_threads";
+import type { InferenceSession } from "onnxruntime-node";
 import type { Tokenized } from "./tokenize.js";
 
 export type ExecutionProvider = "cpu" | "cuda";
@@ -21,17 +22,52 @@ export interface RawOutput {
   mask: Uint8Array;
 }
 
+/** What the inference thread (infer-thread.mjs) sends back. */
+type ThreadMessage =
+  | { kind: "ready"; inputNames: string[]; outputNames: string[] }
+  | { kind: "failed"; message: string }
+  | { kind: "result"; id: number; data: Float32Array; dims: number[] }
+  | { kind: "error"; id: number; message: string }
+  | { kind: "released" };
+
+interface Pending {
+  resolve(msg: { data: Float32Array; dims: number[] }): void;
+  reject(err: Error): void;
+}
+
+const THREAD_ENTRY = new URL("./infer-thread.mjs", import.meta.url);
+
 /**
- * The one backend: an onnxruntime session over a padded int64 batch. Kept
- * behind this small interface so the batcher and the pooling never see ORT.
+ * The one backend: an onnxruntime session over a padded int64 batch, kept behind
+ * this small interface so the batcher and the pooling never see ORT. The session
+ * lives on a thread of its own: onnxruntime-node runs a graph on the calling
+ * thread, and a teacher batch of seconds there would stall the service's event
+ * loop (BullMQ lock renewal, gRPC acks, health checks) for as long. The thread
+ * keeps the process alive only while a run is in flight.
  */
 export class OrtBackend {
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 0;
+  private exited: Error | null = null;
+
   private constructor(
-    private readonly session: ort.InferenceSession,
+    private readonly thread: Worker,
     readonly provider: ExecutionProvider,
     private readonly outputName: string,
     private readonly needsTokenTypes: boolean,
-  ) {}
+  ) {
+    thread.on("message", (msg: ThreadMessage) => {
+      if (msg.kind !== "result" && msg.kind !== "error") return;
+      const p = this.pending.get(msg.id);
+      this.pending.delete(msg.id);
+      if (this.pending.size === 0) thread.unref();
+      if (msg.kind === "result") p?.resolve(msg);
+      else p?.reject(new Error(`inference failed: ${msg.message}`));
+    });
+    thread.on("exit", (code) => this.fail(new Error(`inference thread exited (code ${code})`)));
+    thread.on("error", (err) => this.fail(new Error(`inference thread crashed: ${err.message}`)));
+    thread.unref();
+  }
 
   static async load(
     onnxPath: string,
@@ -41,24 +77,29 @@ export class OrtBackend {
   ): Promise<OrtBackend> {
     let lastError: Error | undefined;
     for (const provider of opts.providers) {
+      const options: InferenceSession.SessionOptions = {
+        executionProviders: [provider],
+        graphOptimizationLevel: "all",
+        intraOpNumThreads: opts.intraOpThreads,
+        interOpNumThreads: 1,
+        executionMode: "sequential",
+      };
+      const thread = new Worker(THREAD_ENTRY, { workerData: { onnxPath, options } });
       try {
-        const session = await ort.InferenceSession.create(onnxPath, {
-          executionProviders: [provider],
-          graphOptimizationLevel: "all",
-          intraOpNumThreads: opts.intraOpThreads,
-          interOpNumThreads: 1,
-          executionMode: "sequential",
-        });
-        if (!session.outputNames.includes(outputName)) {
-          throw new Error(`graph has no output "${outputName}" (outputs: ${session.outputNames.join(", ")})`);
+        const ready = await firstMessage(thread);
+        if (ready.kind !== "ready")
+          throw new Error(ready.kind === "failed" ? ready.message : `unexpected ${ready.kind}`);
+        if (!ready.outputNames.includes(outputName)) {
+          throw new Error(`graph has no output "${outputName}" (outputs: ${ready.outputNames.join(", ")})`);
         }
         for (const required of ["input_ids", "attention_mask"]) {
-          if (!session.inputNames.includes(required)) {
-            throw new Error(`graph has no input "${required}" (inputs: ${session.inputNames.join(", ")})`);
+          if (!ready.inputNames.includes(required)) {
+            throw new Error(`graph has no input "${required}" (inputs: ${ready.inputNames.join(", ")})`);
           }
         }
-        return new OrtBackend(session, provider, outputName, session.inputNames.includes("token_type_ids"));
+        return new OrtBackend(thread, provider, outputName, ready.inputNames.includes("token_type_ids"));
       } catch (err) {
+        await thread.terminate();
         lastError = err as Error;
         onFallback(provider, lastError);
       }
@@ -67,6 +108,7 @@ export class OrtBackend {
   }
 
   async run(items: readonly Tokenized[]): Promise<RawOutput> {
+    if (this.exited) throw this.exited;
     const batch = items.length;
     let seqLen = 0;
     for (const it of items) seqLen = Math.max(seqLen, it.ids.length);
@@ -82,21 +124,59 @@ export class OrtBackend {
         mask[base + t] = 1;
       }
     }
-    const dims = [batch, seqLen];
-    const feeds: Record<string, ort.Tensor> = {
-      input_ids: new ort.Tensor("int64", ids, dims),
-      attention_mask: new ort.Tensor("int64", mask64, dims),
-    };
-    if (this.needsTokenTypes) feeds.token_type_ids = new ort.Tensor("int64", new BigInt64Array(batch * seqLen), dims);
-    const out = await this.session.run(feeds, [this.outputName]);
-    const tensor = out[this.outputName] as ort.Tensor;
-    const data = tensor.data as Float32Array;
-    const width = tensor.dims[tensor.dims.length - 1] as number;
-    for (const t of Object.values(out)) t.dispose();
-    return { data, batch, seqLen, width, mask };
+    const feeds: Record<string, BigInt64Array> = { input_ids: ids, attention_mask: mask64 };
+    if (this.needsTokenTypes) feeds.token_type_ids = new BigInt64Array(batch * seqLen);
+    const id = this.nextId++;
+    const result = new Promise<{ data: Float32Array; dims: number[] }>((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+    });
+    this.thread.ref();
+    this.thread.postMessage(
+      { kind: "run", id, feeds, dims: [batch, seqLen], output: this.outputName },
+      Object.values(feeds).map((f) => f.buffer as ArrayBuffer),
+    );
+    const { data, dims } = await result;
+    return { data, batch, seqLen, width: dims[dims.length - 1] as number, mask };
   }
 
   async release(): Promise<void> {
-    await this.session.release();
+    if (this.exited) return;
+    this.exited = new Error("the model was released");
+    this.thread.ref();
+    const released = firstMessage(this.thread, "released");
+    this.thread.postMessage({ kind: "release" });
+    await released;
+    await this.thread.terminate();
   }
+
+  /** The thread is gone: every run in flight, and every later one, fails with why. */
+  private fail(err: Error): void {
+    this.exited ??= err;
+    for (const p of this.pending.values()) p.reject(err);
+    this.pending.clear();
+  }
+}
+
+/** The thread's next message (of `kind`, when given); its exit or crash first is an error. */
+function firstMessage(thread: Worker, kind?: ThreadMessage["kind"]): Promise<ThreadMessage> {
+  return new Promise((resolve, reject) => {
+    const onMessage = (msg: ThreadMessage) => {
+      if (kind && msg.kind !== kind) return;
+      done();
+      resolve(msg);
+    };
+    const onError = (err: Error) => {
+      done();
+      reject(err);
+    };
+    const onExit = (code: number) => onError(new Error(`inference thread exited (code ${code})`));
+    const done = () => {
+      thread.off("message", onMessage);
+      thread.off("error", onError);
+      thread.off("exit", onExit);
+    };
+    thread.on("message", onMessage);
+    thread.on("error", onError);
+    thread.on("exit", onExit);
+  });
 }

@@ -97,10 +97,6 @@ export class EmbeddingModel {
       chunk.forEach((i, j) => {
         out[i] = vectors[j] as Float32Array;
       });
-      // onnxruntime-node computes on the calling thread; a macrotask turn after
-      // each run lets timers fire between chunks. Without it a job of many
-      // chunks starved BullMQ's lock renewal and the job was taken for stalled.
-      await new Promise((resolve) => setImmediate(resolve));
     }
     return out;
   }

@@ -135,4 +135,31 @@ describe("model bundles", () => {
     assert.deepEqual(short.ids, [101, 1037, 2460, 23032, 102]);
     await model.release();
   });
+
+  it("runs the graph off the main thread: timers keep firing through a long batch", async () => {
+    const model = await EmbeddingModel.load(SOURCE, { intraOpThreads: 1 });
+    // Rows of equal length make one padding chunk, so this is one graph run of the whole batch.
+    const items = Array.from({ length: 16 }, () => model.tokenize("word ".repeat(1000), "document"));
+    let last = performance.now();
+    let maxGap = 0;
+    const timer = setInterval(() => {
+      const now = performance.now();
+      maxGap = Math.max(maxGap, now - last);
+      last = now;
+    }, 5);
+    const start = performance.now();
+    const vectors = await model.embedTokenized(items);
+    const runMs = performance.now() - start;
+    clearInterval(timer);
+    assert.equal(vectors.length, items.length);
+    assert.ok(runMs > 200, `the batch must run long enough to tell (${runMs.toFixed(0)} ms)`);
+    assert.ok(maxGap < runMs / 3, `longest timer gap ${maxGap.toFixed(0)} ms during a ${runMs.toFixed(0)} ms run`);
+    await model.release();
+  });
+
+  it("refuses to embed after release instead of waiting for a thread that is gone", async () => {
+    const model = await EmbeddingModel.load(SOURCE, { intraOpThreads: 1 });
+    await model.release();
+    await assert.rejects(model.embed(["a query"], "query"), /the model was released/);
+  });
 });

@@ -164,9 +164,9 @@ export class Batcher {
       )
       .finally(() => {
         this.running = false;
-        // onnxruntime-node's run blocks the event loop; yield to it first so the
-        // requests and cancellations that arrived meanwhile shape the next batch.
-        setImmediate(() => this.pump());
+        // Inference runs on the model's own thread, so the requests and cancellations
+        // that arrived during the run are already in the queue: the next batch forms now.
+        this.pump();
       });
   }
 }
