@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
 import { mkdtempSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -10,7 +11,7 @@ import { bearerMetadata, type ClientSecurity, clientTransport, serverSecurity, u
 import { makeTestPki, type TestPki } from "../support/certs.js";
 import { checkHealth, expectStatus } from "../support/grpc.js";
 import { freePort } from "../support/net.js";
-import { bundleDir } from "../support/paths.js";
+import { bundleDir, REPO_ROOT } from "../support/paths.js";
 
 /**
  * Security on the real query-encoder: bearer tokens (plaintext and over mTLS),
@@ -198,6 +199,61 @@ describe("mTLS + tokens", () => {
     );
     assert.equal((await expectStatus(encode(rogue))).code, status.UNAVAILABLE);
     rogue.close();
+  });
+});
+
+/** The `tandem` CLI as a user runs it, with extra environment variables; resolves with its exit code and output. */
+function tandem(
+  args: string[],
+  vars: Record<string, string>,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const argv = ["--conditions=tandem-src", "--import", "tsx", "packages/cli/src/main.ts", ...args];
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      argv,
+      { cwd: REPO_ROOT, env: { ...process.env, ...vars }, timeout: 60_000 },
+      (err, stdout, stderr) => resolve({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr }),
+    );
+  });
+}
+
+describe("the tandem CLI against an mTLS + token service", () => {
+  let svc: RunningEncoder;
+  before(async () => {
+    svc = await start({
+      TLS_CERT_FILE: pki.cert,
+      TLS_KEY_FILE: pki.key,
+      TLS_CLIENT_CA_FILE: pki.caCert,
+      AUTH_TOKENS_FILE: tokensFile,
+    });
+  });
+  after(() => svc.stop());
+  const args = () => ["encode", "does exercise lower blood pressure", "--json", "--encoder", `127.0.0.1:${svc.port}`];
+
+  it("connects with the variables the services use for the same upstream", async () => {
+    const res = await tandem(args(), {
+      ENCODER_TLS_CA_FILE: pki.caCert,
+      TLS_CERT_FILE: pki.cert,
+      TLS_KEY_FILE: pki.key,
+      AUTH_TOKEN_FILE: tokenFile,
+    });
+    assert.equal(res.code, 0, res.stderr);
+    const out = JSON.parse(res.stdout) as { dims: number; embeddings: Array<{ vector: number[] }> };
+    assert.equal(out.embeddings[0]?.vector.length, out.dims);
+  });
+
+  it("says UNAUTHENTICATED without the token, and which variable is wrong on a half-set certificate", async () => {
+    const noToken = await tandem(args(), {
+      ENCODER_TLS_CA_FILE: pki.caCert,
+      TLS_CERT_FILE: pki.cert,
+      TLS_KEY_FILE: pki.key,
+    });
+    assert.notEqual(noToken.code, 0);
+    assert.match(noToken.stderr, /UNAUTHENTICATED/);
+    const halfCert = await tandem(args(), { ENCODER_TLS_CA_FILE: pki.caCert, TLS_CERT_FILE: pki.cert });
+    assert.notEqual(halfCert.code, 0);
+    assert.match(halfCert.stderr, /TLS_CERT_FILE and TLS_KEY_FILE go together/);
   });
 });
 

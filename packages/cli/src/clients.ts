@@ -8,15 +8,34 @@ import {
   type Point,
   QueryEncoderClient,
 } from "@tandem/proto";
-import { channelOptions, insecure, unary } from "@tandem/service-kit";
+import { clientTransport, unary, upstreamSecurityFromEnv } from "@tandem/service-kit";
+import type { ServiceName } from "./addresses.js";
 
 /** Large enough for a 1000-hit search with vectors or a batch of 768-d upserts. */
 const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 
-export const annClient = (addr: string) => new AnnClient(addr, insecure(), channelOptions(MAX_MESSAGE_BYTES));
-export const encoderClient = (addr: string) =>
-  new QueryEncoderClient(addr, insecure(), channelOptions(MAX_MESSAGE_BYTES));
-export const indexerClient = (addr: string) => new IndexerClient(addr, insecure(), channelOptions(MAX_MESSAGE_BYTES));
+/** The prefix of each service's TLS variables: the names the services use for each other. */
+const SECURITY_PREFIX = { encoder: "ENCODER", ann: "ANN", indexer: "INDEXER" } as const satisfies Record<
+  ServiceName,
+  string
+>;
+
+/** TLS when <PREFIX>_TLS_CA_FILE is set, mTLS with TLS_CERT_FILE/TLS_KEY_FILE, a bearer token with AUTH_TOKEN_FILE. */
+const transport = (service: ServiceName) =>
+  clientTransport(MAX_MESSAGE_BYTES, upstreamSecurityFromEnv(SECURITY_PREFIX[service]));
+
+export function annClient(addr: string): AnnClient {
+  const t = transport("ann");
+  return new AnnClient(addr, t.credentials, t.options);
+}
+export function encoderClient(addr: string): QueryEncoderClient {
+  const t = transport("encoder");
+  return new QueryEncoderClient(addr, t.credentials, t.options);
+}
+export function indexerClient(addr: string): IndexerClient {
+  const t = transport("indexer");
+  return new IndexerClient(addr, t.credentials, t.options);
+}
 
 export function isGrpcError(err: unknown): err is ServiceError {
   return typeof err === "object" && err !== null && "code" in err && "details" in err;

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { type ClientSecurity, upstreamSecurity } from "./security.js";
 
 /**
  * Configuration comes from environment variables, validated once at start-up.
@@ -94,6 +95,29 @@ export function upstreamConfig<P extends string>(prefix: P): UpstreamConfigField
 type UpstreamConfigFields<P extends string> = {
   [K in `${P}_TLS_CA_FILE` | `${P}_TLS_SERVER_NAME`]: z.ZodDefault<z.ZodString>;
 };
+
+/**
+ * How a client outside the services (the `tandem` CLI) reaches upstream `prefix`: the variables a
+ * service reads for that upstream (`<prefix>_TLS_CA_FILE`, `<prefix>_TLS_SERVER_NAME`,
+ * TLS_CERT_FILE/TLS_KEY_FILE for mTLS, AUTH_TOKEN_FILE), validated the same way.
+ */
+export function upstreamSecurityFromEnv<P extends string>(
+  prefix: P,
+  vars: NodeJS.ProcessEnv = process.env,
+): ClientSecurity {
+  const schema = z.object({
+    ...upstreamConfig(prefix),
+    TLS_CERT_FILE: securityConfig.TLS_CERT_FILE,
+    TLS_KEY_FILE: securityConfig.TLS_KEY_FILE,
+    AUTH_TOKEN_FILE: securityConfig.AUTH_TOKEN_FILE,
+  });
+  // Generic keys defeat zod's inferred type; every field is a string with a default.
+  const config = loadConfig(schema, vars) as Record<string, string>;
+  if (Boolean(config.TLS_CERT_FILE) !== Boolean(config.TLS_KEY_FILE)) {
+    throw new ConfigError(["TLS_CERT_FILE and TLS_KEY_FILE go together (a client certificate for mTLS)"]);
+  }
+  return upstreamSecurity(config as unknown as Parameters<typeof upstreamSecurity<P>>[0], prefix);
+}
 
 /** The variables every service shares. */
 export const commonConfig = {

@@ -1,5 +1,13 @@
 export { type CallOpts, channelOptions, clientTransport, insecure, unary } from "./client.js";
-export { ConfigError, commonConfig, env, loadConfig, securityConfig, upstreamConfig } from "./config.js";
+export {
+  ConfigError,
+  commonConfig,
+  env,
+  loadConfig,
+  securityConfig,
+  upstreamConfig,
+  upstreamSecurityFromEnv,
+} from "./config.js";
 export * from "./errors.js";
 export { createLogger, type Logger } from "./logger.js";
 export { globalMeter, LATENCY_BUCKETS_MS, type Meter, type Metrics, startMetrics } from "./metrics.js";
