@@ -164,6 +164,22 @@ describe("TLS", () => {
   });
 });
 
+/** The `tandem` CLI as a user runs it, with extra environment variables; resolves with its exit code and output. */
+function tandem(
+  args: string[],
+  vars: Record<string, string>,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const argv = ["--conditions=tandem-src", "--import", "tsx", "packages/cli/src/main.ts", ...args];
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      argv,
+      { cwd: REPO_ROOT, env: { ...process.env, ...vars }, timeout: 60_000 },
+      (err, stdout, stderr) => resolve({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr }),
+    );
+  });
+}
+
 describe("mTLS + tokens", () => {
   let svc: RunningEncoder;
   before(async () => {
@@ -200,38 +216,10 @@ describe("mTLS + tokens", () => {
     assert.equal((await expectStatus(encode(rogue))).code, status.UNAVAILABLE);
     rogue.close();
   });
-});
 
-/** The `tandem` CLI as a user runs it, with extra environment variables; resolves with its exit code and output. */
-function tandem(
-  args: string[],
-  vars: Record<string, string>,
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  const argv = ["--conditions=tandem-src", "--import", "tsx", "packages/cli/src/main.ts", ...args];
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      argv,
-      { cwd: REPO_ROOT, env: { ...process.env, ...vars }, timeout: 60_000 },
-      (err, stdout, stderr) => resolve({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr }),
-    );
-  });
-}
-
-describe("the tandem CLI against an mTLS + token service", () => {
-  let svc: RunningEncoder;
-  before(async () => {
-    svc = await start({
-      TLS_CERT_FILE: pki.cert,
-      TLS_KEY_FILE: pki.key,
-      TLS_CLIENT_CA_FILE: pki.caCert,
-      AUTH_TOKENS_FILE: tokensFile,
-    });
-  });
-  after(() => svc.stop());
   const args = () => ["encode", "does exercise lower blood pressure", "--json", "--encoder", `127.0.0.1:${svc.port}`];
 
-  it("connects with the variables the services use for the same upstream", async () => {
+  it("lets the tandem CLI in with the variables the services use for the same upstream", async () => {
     const res = await tandem(args(), {
       ENCODER_TLS_CA_FILE: pki.caCert,
       TLS_CERT_FILE: pki.cert,
@@ -243,7 +231,7 @@ describe("the tandem CLI against an mTLS + token service", () => {
     assert.equal(out.embeddings[0]?.vector.length, out.dims);
   });
 
-  it("says UNAUTHENTICATED without the token, and which variable is wrong on a half-set certificate", async () => {
+  it("the tandem CLI says UNAUTHENTICATED without the token, and which variable is wrong on a half-set key pair", async () => {
     const noToken = await tandem(args(), {
       ENCODER_TLS_CA_FILE: pki.caCert,
       TLS_CERT_FILE: pki.cert,
