@@ -18,7 +18,7 @@ try {
   parentPort.postMessage({ kind: "failed", message: err instanceof Error ? err.message : String(err) });
 }
 
-// One message at a time: runs are serialised by the session anyway, and the caller awaits each.
+// Runs never overlap: the native run is synchronous on this thread, so a second message waits for the first.
 parentPort.on("message", async (msg) => {
   if (msg.kind === "release") {
     await session?.release();
