@@ -231,7 +231,7 @@ describe("mTLS + tokens", () => {
     assert.equal(out.embeddings[0]?.vector.length, out.dims);
   });
 
-  it("the tandem CLI says UNAUTHENTICATED without the token, and which variable is wrong on a half-set key pair", async () => {
+  it("the tandem CLI says UNAUTHENTICATED without the token, and names the variable of a half-set key pair or a missing file", async () => {
     const noToken = await tandem(args(), {
       ENCODER_TLS_CA_FILE: pki.caCert,
       TLS_CERT_FILE: pki.cert,
@@ -242,6 +242,9 @@ describe("mTLS + tokens", () => {
     const halfCert = await tandem(args(), { ENCODER_TLS_CA_FILE: pki.caCert, TLS_CERT_FILE: pki.cert });
     assert.notEqual(halfCert.code, 0);
     assert.match(halfCert.stderr, /TLS_CERT_FILE and TLS_KEY_FILE go together/);
+    const noCa = await tandem(args(), { ENCODER_TLS_CA_FILE: join(tmp, "missing-ca.pem"), AUTH_TOKEN_FILE: tokenFile });
+    assert.notEqual(noCa.code, 0);
+    assert.match(noCa.stderr, /ENCODER_TLS_CA_FILE=".*missing-ca\.pem": no such file/);
   });
 });
 

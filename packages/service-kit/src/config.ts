@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs";
 import { z } from "zod";
 import { type ClientSecurity, upstreamSecurity } from "./security.js";
 
@@ -113,9 +114,13 @@ export function upstreamSecurityFromEnv<P extends string>(
   });
   // Generic keys defeat zod's inferred type; every field is a string with a default.
   const config = loadConfig(schema, vars) as Record<string, string>;
+  const problems = Object.entries(config)
+    .filter(([key, file]) => key.endsWith("_FILE") && file && !existsSync(file))
+    .map(([key, file]) => `${key}=${JSON.stringify(file)}: no such file`);
   if (Boolean(config.TLS_CERT_FILE) !== Boolean(config.TLS_KEY_FILE)) {
-    throw new ConfigError(["TLS_CERT_FILE and TLS_KEY_FILE go together (a client certificate for mTLS)"]);
+    problems.push("TLS_CERT_FILE and TLS_KEY_FILE go together (a client certificate for mTLS)");
   }
+  if (problems.length > 0) throw new ConfigError(problems);
   return upstreamSecurity(config as unknown as Parameters<typeof upstreamSecurity<P>>[0], prefix);
 }
 
