@@ -1,6 +1,6 @@
 import { existsSync } from "node:fs";
 import { z } from "zod";
-import { type ClientSecurity, upstreamSecurity } from "./security.js";
+import { type ClientSecurity, requireKeyPair, upstreamSecurity } from "./security.js";
 
 /**
  * Configuration comes from environment variables, validated once at start-up.
@@ -114,13 +114,11 @@ export function upstreamSecurityFromEnv<P extends string>(
   });
   // Generic keys defeat zod's inferred type; every field is a string with a default.
   const config = loadConfig(schema, vars) as Record<string, string>;
-  const problems = Object.entries(config)
+  requireKeyPair(config);
+  const missing = Object.entries(config)
     .filter(([key, file]) => key.endsWith("_FILE") && file && !existsSync(file))
     .map(([key, file]) => `${key}=${JSON.stringify(file)}: no such file`);
-  if (Boolean(config.TLS_CERT_FILE) !== Boolean(config.TLS_KEY_FILE)) {
-    problems.push("TLS_CERT_FILE and TLS_KEY_FILE go together (a client certificate for mTLS)");
-  }
-  if (problems.length > 0) throw new ConfigError(problems);
+  if (missing.length > 0) throw new ConfigError(missing);
   return upstreamSecurity(config as unknown as Parameters<typeof upstreamSecurity<P>>[0], prefix);
 }
 

@@ -49,12 +49,17 @@ export interface ServerSecurity {
   healthPort?: number;
 }
 
-/** What `startServer` needs, from a service's parsed config: spread it into the options. */
-export function serverSecurity(config: ServerSecurityConfig): ServerSecurity {
-  const tokens = config.AUTH_TOKENS_FILE ? new TokenSet(config.AUTH_TOKENS_FILE) : null;
+/** A certificate without its key, or a key without its certificate, is a configuration error (server or client). */
+export function requireKeyPair(config: { TLS_CERT_FILE?: string; TLS_KEY_FILE?: string }): void {
   if (!config.TLS_CERT_FILE !== !config.TLS_KEY_FILE) {
     throw new Error("TLS_CERT_FILE and TLS_KEY_FILE go together: set both or neither");
   }
+}
+
+/** What `startServer` needs, from a service's parsed config: spread it into the options. */
+export function serverSecurity(config: ServerSecurityConfig): ServerSecurity {
+  const tokens = config.AUTH_TOKENS_FILE ? new TokenSet(config.AUTH_TOKENS_FILE) : null;
+  requireKeyPair(config);
   if (!config.TLS_CERT_FILE) {
     if (config.TLS_CLIENT_CA_FILE) throw new Error("TLS_CLIENT_CA_FILE (mTLS) needs TLS_CERT_FILE and TLS_KEY_FILE");
     return {
