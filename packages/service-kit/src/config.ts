@@ -1,4 +1,3 @@
-import { existsSync } from "node:fs";
 import { z } from "zod";
 import { type ClientSecurity, requireKeyPair, upstreamSecurity } from "./security.js";
 
@@ -115,10 +114,6 @@ export function upstreamSecurityFromEnv<P extends string>(
   // Generic keys defeat zod's inferred type; every field is a string with a default.
   const config = loadConfig(schema, vars) as Record<string, string>;
   requireKeyPair(config);
-  const missing = Object.entries(config)
-    .filter(([key, file]) => key.endsWith("_FILE") && file && !existsSync(file))
-    .map(([key, file]) => `${key}=${JSON.stringify(file)}: no such file`);
-  if (missing.length > 0) throw new ConfigError(missing);
   return upstreamSecurity(config as unknown as Parameters<typeof upstreamSecurity<P>>[0], prefix);
 }
 

@@ -1,5 +1,5 @@
 import { createHash, timingSafeEqual } from "node:crypto";
-import { readFileSync, statSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import {
   type ChannelCredentials,
   credentials,
@@ -178,6 +178,7 @@ export interface ClientSecurity {
  * The client security of the upstream `prefix` from a parsed service config:
  * `upstreamSecurity(config, "ENCODER")` reads ENCODER_TLS_CA_FILE,
  * ENCODER_TLS_SERVER_NAME, TLS_CERT_FILE/TLS_KEY_FILE and AUTH_TOKEN_FILE.
+ * A variable naming a file that does not exist is refused here, by name.
  */
 export function upstreamSecurity<P extends string>(
   config: { [K in `${P}_TLS_CA_FILE` | `${P}_TLS_SERVER_NAME`]: string } & {
@@ -188,6 +189,11 @@ export function upstreamSecurity<P extends string>(
   prefix: P,
 ): ClientSecurity {
   const c = config as unknown as Record<string, string>;
+  const files = [`${prefix}_TLS_CA_FILE`, "TLS_CERT_FILE", "TLS_KEY_FILE", "AUTH_TOKEN_FILE"];
+  const missing = files.filter((key) => c[key] && !existsSync(c[key]));
+  if (missing.length > 0) {
+    throw new Error(missing.map((key) => `${key}=${JSON.stringify(c[key])}: no such file`).join("; "));
+  }
   return {
     caFile: c[`${prefix}_TLS_CA_FILE`] || undefined,
     serverName: c[`${prefix}_TLS_SERVER_NAME`] || undefined,
