@@ -8,7 +8,7 @@ import {
   type Point,
   QueryEncoderClient,
 } from "@tandem/proto";
-import { clientTransport, unary, upstreamSecurityFromEnv } from "@tandem/service-kit";
+import { clientTransport, securityConfig, unary, upstreamSecurityFromEnv } from "@tandem/service-kit";
 import type { ServiceName } from "./addresses.js";
 
 /** Large enough for a 1000-hit search with vectors or a batch of 768-d upserts. */
@@ -20,21 +20,44 @@ const SECURITY_PREFIX = { encoder: "ENCODER", ann: "ANN", indexer: "INDEXER" } a
   string
 >;
 
-/** TLS when <PREFIX>_TLS_CA_FILE is set, mTLS with TLS_CERT_FILE/TLS_KEY_FILE, a bearer token with AUTH_TOKEN_FILE. */
-const transport = (service: ServiceName) =>
-  clientTransport(MAX_MESSAGE_BYTES, upstreamSecurityFromEnv(SECURITY_PREFIX[service]));
+/**
+ * TLS when <PREFIX>_TLS_CA_FILE is set, mTLS with TLS_CERT_FILE/TLS_KEY_FILE, a bearer token with
+ * AUTH_TOKEN_FILE, read from `vars` (the shell's environment unless a command says otherwise).
+ */
+const transport = (service: ServiceName, vars: NodeJS.ProcessEnv) =>
+  clientTransport(MAX_MESSAGE_BYTES, upstreamSecurityFromEnv(SECURITY_PREFIX[service], vars));
 
-export function annClient(addr: string): AnnClient {
-  const t = transport("ann");
+export function annClient(addr: string, vars: NodeJS.ProcessEnv = process.env): AnnClient {
+  const t = transport("ann", vars);
   return new AnnClient(addr, t.credentials, t.options);
 }
-export function encoderClient(addr: string): QueryEncoderClient {
-  const t = transport("encoder");
+export function encoderClient(addr: string, vars: NodeJS.ProcessEnv = process.env): QueryEncoderClient {
+  const t = transport("encoder", vars);
   return new QueryEncoderClient(addr, t.credentials, t.options);
 }
-export function indexerClient(addr: string): IndexerClient {
-  const t = transport("indexer");
+export function indexerClient(addr: string, vars: NodeJS.ProcessEnv = process.env): IndexerClient {
+  const t = transport("indexer", vars);
   return new IndexerClient(addr, t.credentials, t.options);
+}
+
+const UPSTREAM_SECURITY = /^[A-Z][A-Z0-9_]*_TLS_(CA_FILE|SERVER_NAME)$/;
+
+/**
+ * The environment of a stack the CLI starts itself on 127.0.0.1 (`tandem up`, the eval's in-process ANN
+ * service): plaintext and tokenless, whatever the shell holds for a deployment. Passed on, the servers'
+ * TLS/token variables would secure some of those services but not the CLI's view of them, and one
+ * HEALTH_PORT would be bound three times. `dropped` names what was left out, so the CLI can say so.
+ */
+export function loopbackEnv(vars: NodeJS.ProcessEnv): { vars: NodeJS.ProcessEnv; dropped: string[] } {
+  const deployment = new Set(Object.keys(securityConfig));
+  const keep: NodeJS.ProcessEnv = {};
+  const dropped: string[] = [];
+  for (const [name, value] of Object.entries(vars)) {
+    if (deployment.has(name) || UPSTREAM_SECURITY.test(name)) {
+      if (value) dropped.push(name);
+    } else keep[name] = value;
+  }
+  return { vars: keep, dropped: dropped.sort() };
 }
 
 export function isGrpcError(err: unknown): err is ServiceError {

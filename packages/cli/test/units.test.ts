@@ -4,6 +4,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
+import { annClient, loopbackEnv } from "../src/clients.js";
 import { loadEvalSet, readQrels } from "../src/eval/beir.js";
 import { EmbeddingCache } from "../src/eval/embedding-cache.js";
 import { pingRedis } from "../src/redis.js";
@@ -82,4 +83,29 @@ test("pingRedis: a refused port and a server that answers PONG", async () => {
     fake.close();
   }
   assert.match((await pingRedis("http://x")) ?? "", /redis:\/\//);
+});
+
+test("loopback env: a deployment's TLS, token and probe variables are left out and named; clients then speak plaintext", () => {
+  const shell = {
+    PATH: "/usr/bin",
+    REDIS_URL: "redis://127.0.0.1:6379",
+    ANN_TLS_CA_FILE: join(dir, "no-such-ca.pem"),
+    ENCODER_TLS_SERVER_NAME: "query-encoder.tandem.svc",
+    TLS_CERT_FILE: join(dir, "no-such.crt"),
+    TLS_KEY_FILE: join(dir, "no-such.key"),
+    AUTH_TOKEN_FILE: "",
+    HEALTH_PORT: "8081",
+  };
+  const local = loopbackEnv(shell);
+  assert.deepEqual(local.dropped, [
+    "ANN_TLS_CA_FILE",
+    "ENCODER_TLS_SERVER_NAME",
+    "HEALTH_PORT",
+    "TLS_CERT_FILE",
+    "TLS_KEY_FILE",
+  ]);
+  assert.deepEqual(local.vars, { PATH: "/usr/bin", REDIS_URL: "redis://127.0.0.1:6379" });
+  // The shell's settings would make the client reach for TLS files; the loopback ones do not.
+  assert.throws(() => annClient("127.0.0.1:1", shell), /ANN_TLS_CA_FILE=.*no such file/);
+  annClient("127.0.0.1:1", local.vars).close();
 });

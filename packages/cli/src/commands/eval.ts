@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { annConfig, startAnn } from "@tandem/ann";
 import { SingleBar } from "cli-progress";
-import { annClient } from "../clients.js";
+import { annClient, loopbackEnv } from "../clients.js";
 import { markdownTable, textTable } from "../eval/report.js";
 import { type EvalReport, isDense, MODES, type ModeId, runEval, type Tower } from "../eval/run.js";
 import { bundleExists, bundlePath, EMBEDDINGS_DIR, STATE_DIR, userPath } from "../paths.js";
@@ -70,7 +70,8 @@ export async function evalCommand(flags: EvalFlags): Promise<number> {
     );
     addr = `127.0.0.1:${embedded.port}`;
   }
-  const ann = addr ? annClient(addr) : undefined;
+  // The in-process service is plaintext: the shell's ANN_TLS_* settings are for --ann's service only.
+  const ann = addr ? annClient(addr, embedded ? loopbackEnv(process.env).vars : process.env) : undefined;
   const log = (line: string) => process.stderr.write(`${line}\n`);
   let bar: SingleBar | null = null;
   let barStart = 0;

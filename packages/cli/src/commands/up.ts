@@ -6,7 +6,7 @@ import { streamCorpusFile } from "@tandem/doc-indexer";
 import { JobState } from "@tandem/proto";
 import { unary } from "@tandem/service-kit";
 import { address } from "../addresses.js";
-import { annClient, collectionInfo, describeError, ensureCollection, indexerClient } from "../clients.js";
+import { annClient, collectionInfo, describeError, ensureCollection, indexerClient, loopbackEnv } from "../clients.js";
 import { checkHealth } from "../health.js";
 import { followJob, jobLine } from "../jobs.js";
 import { bundleExists, bundlePath, DATASETS_DIR, REPO_ROOT, STATE_DIR, userPath } from "../paths.js";
@@ -90,14 +90,18 @@ function logTail(path: string, lines = 15): string {
   return readFileSync(path, "utf8").trimEnd().split("\n").slice(-lines).join("\n");
 }
 
-function start(svc: Service, onExit: (code: number | null, signal: NodeJS.Signals | null) => void): void {
+function start(
+  svc: Service,
+  base: NodeJS.ProcessEnv,
+  onExit: (code: number | null, signal: NodeJS.Signals | null) => void,
+): void {
   const fd = openSync(svc.log, "a");
   // Own process group (detached): Ctrl-C in the terminal reaches only this
   // process, which then stops the services in order (indexer before the ANN
   // service it writes to, the encoder last) instead of all at once.
   const child = spawn(process.execPath, ["--conditions=tandem-src", "--import", "tsx", svc.entry], {
     cwd: REPO_ROOT,
-    env: { ...process.env, LOG_LEVEL: "info", METRICS_PORT: "0", HOST: "127.0.0.1", ...svc.env },
+    env: { ...base, LOG_LEVEL: "info", METRICS_PORT: "0", HOST: "127.0.0.1", ...svc.env },
     stdio: ["ignore", fd, fd],
     detached: true,
   });
@@ -146,6 +150,14 @@ export async function upCommand(flags: UpFlags): Promise<number> {
 
   const pair = choosePair(flags);
   if (pair.note) say(`note: ${pair.note}`);
+  const local = loopbackEnv(process.env);
+  if (local.dropped.length) {
+    say(
+      `note: tandem up runs its services in plaintext on 127.0.0.1 and does not pass on ${local.dropped.join(", ")} ` +
+        "(a deployment's TLS, token and probe settings). Unset them in the terminal you run other tandem commands " +
+        "from, or those will try TLS or tokens against this stack.",
+    );
+  }
   const addrs = { encoder: address("encoder"), ann: address("ann"), indexer: address("indexer") };
   for (const [name, addr] of Object.entries(addrs)) {
     if (!(await portFree(portOf(addr)))) {
@@ -233,13 +245,13 @@ export async function upCommand(flags: UpFlags): Promise<number> {
     say(`teacher (indexer worker, CPU): ${pair.teacher}`);
     say(`logs: ${logs}/`);
     for (const svc of services) {
-      start(svc, watch(svc));
+      start(svc, local.vars, watch(svc));
       say(`starting ${svc.name} on ${svc.addr} …`);
       // Models load and warm up before SERVING; on a shared 2-core machine that can take a while.
       await waitServing(svc, 300_000);
       say(`  ${svc.name} is serving`);
     }
-    if (flags.index) await indexExample(flags, addrs.ann, addrs.indexer);
+    if (flags.index) await indexExample(flags, addrs.ann, addrs.indexer, local.vars);
   })();
 
   try {
@@ -264,9 +276,14 @@ export async function upCommand(flags: UpFlags): Promise<number> {
  * `up` finds it there and skips the work (the indexer's content hashes would
  * also skip every unchanged document, but not needing to submit is quicker).
  */
-async function indexExample(flags: UpFlags, annAddr: string, indexerAddr: string): Promise<void> {
-  const ann = annClient(annAddr);
-  const indexer = indexerClient(indexerAddr);
+async function indexExample(
+  flags: UpFlags,
+  annAddr: string,
+  indexerAddr: string,
+  vars: NodeJS.ProcessEnv,
+): Promise<void> {
+  const ann = annClient(annAddr, vars);
+  const indexer = indexerClient(indexerAddr, vars);
   try {
     const info = await unary(indexer.info.bind(indexer), {}, { timeoutMs: 10_000 });
     const teacher = info.teacher;
