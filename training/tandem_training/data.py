@@ -22,6 +22,7 @@ CORPORA = ("scifact", "nfcorpus")
 @dataclass(frozen=True)
 class DistillData:
     train: list[str]
+    kinds: list[str]  # "query" | "passage" | "sentence", one per training text
     heldout_queries: list[str]
     heldout_passages: list[str]
     heldout_sentences: list[str]
@@ -97,8 +98,11 @@ def load(n_queries: int, n_passages: int, n_heldout: int = 300, passage_words: i
     tq = queries[n_heldout: n_heldout + n_queries]
     tp = passages[n_heldout // 3: n_heldout // 3 + n_passages]
     ts = sentences[n_heldout // 3: n_heldout // 3 + n_sentences]
-    train = tq + tp + ts
-    rng.shuffle(train)
+    pool = tq + tp + ts
+    pool_kinds = ["query"] * len(tq) + ["passage"] * len(tp) + ["sentence"] * len(ts)
+    order = list(range(len(pool)))
+    rng.shuffle(order)  # the same permutation shuffling `pool` itself would draw
+    train, kinds = [pool[i] for i in order], [pool_kinds[i] for i in order]
     corpora = [f"{c}/corpus.jsonl" for c in CORPORA]
     sources = {
         "queries": {"file": "train-queries/queries.tsv", "sha256": sha256_file(qfile), "used": len(tq),
@@ -111,4 +115,4 @@ def load(n_queries: int, n_passages: int, n_heldout: int = 300, passage_words: i
         "excluded": f"queries equal to any {'/'.join(EVAL_SETS)} test query ({len(banned)} texts)",
         "seed": seed,
     }
-    return DistillData(train, hq, hp, hs, sources)
+    return DistillData(train, kinds, hq, hp, hs, sources)

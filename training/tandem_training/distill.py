@@ -8,8 +8,9 @@ Student = MiniLM encoder + linear projection (no bias) to the teacher's width, m
 Texts = real search queries, single sentences of the shared corpora (query-length, in-domain) and truncated
 passages. Targets = the teacher bundle's own (ONNX) embeddings of the same texts, cached on disk. The projection
 starts at the least-squares solution on the cached pairs, then everything is fine-tuned on
-MSE(student, teacher) + (1 - cosine) over length-grouped batches. Only queries are ever encoded by the student at
-serve time; documents are encoded by the teacher alone.
+MSE(student, teacher) + (1 - cosine) + a ranking term (rank_loss: the teacher's and the student's similarities
+to the corpus texts' teacher vectors, compared as distributions) over length-grouped batches. Only queries are
+ever encoded by the student at serve time; documents are encoded by the teacher alone.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from .paths import force_offline, models_dir, work_dir
 from .sources import PYPI_MODELS, ModelSpec
 from .tokens import BundleTokenizer
 
-RECIPE = 2  # bump when the training procedure changes what the same inputs produce
+RECIPE = 3  # bump when the training procedure changes what the same inputs produce
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,8 @@ class DistillConfig:
     lr: float = 1e-4
     proj_lr: float = 1e-4
     warmup: int = 50
+    rank_weight: float = 1.0  # weight of rank_loss over the corpus texts' teacher vectors; 0: alignment only
+    rank_temperature: float = 0.05
     seed: int = 0
     drop_prefixes: tuple[str, ...] = ()
 
@@ -99,6 +102,22 @@ def alignment_loss(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     mse = ((s - t) ** 2).sum(-1).mean()
     cos = (s * t).sum(-1).mean()
     return mse + (1.0 - cos)
+
+
+def rank_loss(s: torch.Tensor, t: torch.Tensor, bank: torch.Tensor, temperature: float,
+              self_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """KL(teacher || student) between each text's softmax over its similarities to a bank of teacher vectors.
+
+    Alignment alone spends the student's capacity on every direction of the teacher's space alike; retrieval only
+    sees the directions along which documents differ, and above all which documents come first. Scoring the
+    student's vector against the teacher's own document vectors, as the ANN will, puts the error where ranking
+    feels it. `self_mask` hides a text's own vector in the bank (it would dominate the softmax).
+    """
+    ls = F.normalize(s, dim=-1) @ bank.T / temperature
+    lt = F.normalize(t, dim=-1) @ bank.T / temperature
+    if self_mask is not None:  # a large finite negative: exp() is exactly 0 and no inf - inf reaches the KL
+        ls, lt = ls.masked_fill(self_mask, -1e4), lt.masked_fill(self_mask, -1e4)
+    return F.kl_div(F.log_softmax(ls, -1), F.log_softmax(lt, -1), log_target=True, reduction="batchmean")
 
 
 def batches(tok: BundleTokenizer, texts: list[str], size: int) -> list[tuple[torch.Tensor, torch.Tensor, np.ndarray]]:
@@ -223,7 +242,8 @@ def distill(cfg: DistillConfig, models: Path, int8: bool = True, force: bool = F
 
     # 3. Fine-tune encoder + projection.
     t2 = time.time()
-    losses = train(student, tok, train_texts, y_train, cfg, device)
+    corpus_rows = [i for i, kind in enumerate(data.kinds) if kind != "query"]
+    losses = train(student, tok, train_texts, y_train, cfg, device, corpus_rows)
     train_seconds = time.time() - t2
     final = heldout_now()
     log(f"fine-tuned {cfg.steps} steps in {train_seconds:.0f}s: loss {losses[0]:.4f} -> {losses[-1]:.4f}; "
@@ -233,7 +253,9 @@ def distill(cfg: DistillConfig, models: Path, int8: bool = True, force: bool = F
     student = student.to("cpu").eval()
     tail = max(1, min(20, len(losses) // 10))
     training: dict[str, Any] = {
-        "method": "LEAF-style embedding alignment: MSE(unit vectors) + (1 - cosine); projection init by least squares",
+        "method": "LEAF-style embedding alignment: MSE(unit vectors) + (1 - cosine)"
+                  + (" + rank_weight x KL(teacher || student) of similarities to the corpus texts' teacher vectors"
+                     if cfg.rank_weight > 0 else "") + "; projection init by least squares",
         "distill_key": distill_key,
         "teacher": {"bundle": teacher_m["name"], "onnx_sha256": teacher_sha, "space": teacher_m["space"]},
         "student_init": {"source": student_src.source, "weights_sha256": student_src.weights_sha256},
@@ -244,6 +266,9 @@ def distill(cfg: DistillConfig, models: Path, int8: bool = True, force: bool = F
         "lr": cfg.lr,
         "projection_lr": cfg.proj_lr,
         "warmup": cfg.warmup,
+        "rank_loss": {"weight": cfg.rank_weight, "temperature": cfg.rank_temperature,
+                      "bank": f"teacher vectors of the {len(corpus_rows)} corpus texts in the training mix"}
+        if cfg.rank_weight > 0 else "off",
         "train_max_tokens": cfg.train_max_tokens,
         "device": device,
         "loss": {"first": round(losses[0], 5), "last": round(float(np.mean(losses[-tail:])), 5),
@@ -295,8 +320,12 @@ def length_grouped_batches(lengths: list[int], batch: int, rng: np.random.Genera
 
 
 def train(student: Student, tok: BundleTokenizer, texts: list[str], targets: np.ndarray, cfg: DistillConfig,
-          device: str) -> list[float]:
-    """AdamW, linear warmup then cosine decay, over length-grouped random batches (reshuffled each epoch)."""
+          device: str, bank_rows: list[int] | None = None) -> list[float]:
+    """AdamW, linear warmup then cosine decay, over length-grouped random batches (reshuffled each epoch).
+
+    With cfg.rank_weight > 0, the teacher vectors of `bank_rows` (the corpus texts) are the bank of rank_loss,
+    and a text in the batch never ranks against its own row.
+    """
     student.train()
     opt = torch.optim.AdamW([
         {"params": student.encoder.parameters(), "lr": cfg.lr},
@@ -306,6 +335,9 @@ def train(student: Student, tok: BundleTokenizer, texts: list[str], targets: np.
     rows = tok.ids(texts)
     lengths = [len(r) for r in rows]
     y = torch.from_numpy(targets)
+    ranked = cfg.rank_weight > 0 and bool(bank_rows)
+    bank_idx = torch.tensor(bank_rows if ranked else [], dtype=torch.long)
+    bank = y[bank_idx].to(device) if ranked else None
     rng = np.random.default_rng(cfg.seed)
     queue: list[list[int]] = []
     losses: list[float] = []
@@ -321,6 +353,9 @@ def train(student: Student, tok: BundleTokenizer, texts: list[str], targets: np.
             g["lr"] = lr * scale
         s = student(torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device))
         loss = alignment_loss(s, y[idx].to(device))
+        if bank is not None:
+            own = (torch.tensor(idx)[:, None] == bank_idx[None, :]).to(device)
+            loss = loss + cfg.rank_weight * rank_loss(s, y[idx].to(device), bank, cfg.rank_temperature, own)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
@@ -363,6 +398,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--lr", type=float, default=d.lr)
     ap.add_argument("--proj-lr", type=float, default=d.proj_lr)
     ap.add_argument("--warmup", type=positive, default=d.warmup)
+    ap.add_argument("--rank-weight", type=float, default=d.rank_weight,
+                    help="weight of the ranking term over the corpus texts' teacher vectors (0: alignment only)")
+    ap.add_argument("--rank-temperature", type=float, default=d.rank_temperature)
     ap.add_argument("--seed", type=int, default=d.seed)
     ap.add_argument("--drop-prefix", action="append", default=[], help="drop train-queries ids with this prefix")
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda")
@@ -374,7 +412,8 @@ def main(argv: list[str] | None = None) -> None:
         ap.error("no training texts: give --queries, --passages or --sentences a count above 0")
     cfg = DistillConfig(name=a.name, teacher=a.teacher, student=a.student, queries=a.queries, passages=a.passages,
                         sentences=a.sentences, passage_words=a.passage_words, heldout=a.heldout,
-                        train_max_tokens=a.train_max_tokens, steps=a.steps, batch=a.batch, lr=a.lr, proj_lr=a.proj_lr, warmup=a.warmup, seed=a.seed,
+                        train_max_tokens=a.train_max_tokens, steps=a.steps, batch=a.batch, lr=a.lr, proj_lr=a.proj_lr, warmup=a.warmup,
+                        rank_weight=a.rank_weight, rank_temperature=a.rank_temperature, seed=a.seed,
                         drop_prefixes=tuple(a.drop_prefix))
     distill(cfg, a.models, int8=not a.no_int8, force=a.force, device=a.device, threads=a.threads)
 

@@ -11,7 +11,7 @@ import torch
 
 from tandem_training.data import load
 from tandem_training.distill import (DistillConfig, Student, alignment_loss, distill, least_squares_projection,
-                                     length_grouped_batches, main, train)
+                                     length_grouped_batches, main, rank_loss, train)
 from tandem_training.encode import Encoder
 from tandem_training.export import load_encoder
 from tandem_training.fetch import fetch
@@ -52,6 +52,24 @@ def test_corpus_sentences_are_short_and_held_out_apart() -> None:
     assert len(data.heldout_sentences) == 10 and not set(data.heldout_sentences) & set(data.train)
 
 
+def test_rank_loss_sees_ranking_over_the_bank_and_hides_a_texts_own_row() -> None:
+    g = torch.Generator().manual_seed(0)
+    bank = torch.nn.functional.normalize(torch.randn(50, 16, generator=g), dim=-1)
+    t = torch.nn.functional.normalize(torch.randn(4, 16, generator=g), dim=-1)
+    assert float(rank_loss(t, t, bank, 0.05)) == pytest.approx(0.0, abs=1e-6)
+    # A small error the alignment loss barely sees can reorder the bank: the rank loss sees it.
+    noisy = t + 0.3 * torch.randn(4, 16, generator=g)
+    assert float(rank_loss(noisy, t, bank, 0.05)) > 0.05
+    # Masked rows take no part: the loss is the same whatever those rows hold.
+    mask = torch.zeros(4, 50, dtype=torch.bool)
+    mask[:, [3, 7, 11, 19]] = True
+    other = bank.clone()
+    other[[3, 7, 11, 19]] = -other[[3, 7, 11, 19]]
+    a, b = rank_loss(noisy, t, bank, 0.05, mask), rank_loss(noisy, t, other, 0.05, mask)
+    assert torch.isfinite(a) and float(a) == pytest.approx(float(b), rel=1e-6)
+    assert float(a) != pytest.approx(float(rank_loss(noisy, t, bank, 0.05)), rel=1e-3)
+
+
 def test_length_grouped_batches_cover_an_epoch_once_and_cut_padding() -> None:
     rng = np.random.default_rng(0)
     lengths = [int(x) for x in rng.integers(4, 128, size=1000)]
@@ -80,27 +98,51 @@ def test_bad_budget_flags_are_refused_before_any_work(argv: list[str], message: 
     assert message in capsys.readouterr().err
 
 
-def test_few_steps_lower_alignment_loss(teacher_bundle: Path) -> None:
+@pytest.fixture(scope="module")
+def small_mix(teacher_bundle: Path) -> tuple[list[str], list[int], np.ndarray]:
+    """24 queries + 8 passages with their teacher targets; the passages are the rank term's bank."""
+    data = load(24, 8, n_heldout=0)
+    return data.train, [i for i, k in enumerate(data.kinds) if k != "query"], \
+        Encoder(teacher_bundle).encode(data.train, "query")
+
+
+def _student() -> tuple[Student, BundleTokenizer]:
     torch.manual_seed(0)
-    teacher = Encoder(teacher_bundle)
-    texts = load(24, 8, n_heldout=0).train
-    targets = teacher.encode(texts, "query")
     src = fetch(ALL_MINILM_L6_V2)
-    student = Student(load_encoder(src.hf_dir), 768)
-    tok = BundleTokenizer(src.hf_dir / "tokenizer.json", 128)
+    return Student(load_encoder(src.hf_dir), 768), BundleTokenizer(src.hf_dir / "tokenizer.json", 128)
 
-    def loss_now() -> float:
-        ids, mask = tok.pad(tok.ids(texts))
-        with torch.no_grad():
-            student.eval()
-            return float(alignment_loss(student(torch.from_numpy(ids), torch.from_numpy(mask)),
-                                        torch.from_numpy(targets)))
 
-    before = loss_now()  # random projection
+def _embed(student: Student, tok: BundleTokenizer, texts: list[str]) -> torch.Tensor:
+    ids, mask = tok.pad(tok.ids(texts))
+    with torch.no_grad():
+        student.eval()
+        return student(torch.from_numpy(ids), torch.from_numpy(mask))
+
+
+def test_few_steps_lower_alignment_loss(small_mix: tuple[list[str], list[int], np.ndarray]) -> None:
+    texts, _, targets = small_mix
+    student, tok = _student()
+    before = float(alignment_loss(_embed(student, tok, texts), torch.from_numpy(targets)))  # random projection
     cfg = replace(DistillConfig(), steps=8, batch=16, lr=1e-4, proj_lr=3e-3, warmup=1)
     losses = train(student, tok, texts, targets, cfg, "cpu")
-    after = loss_now()
+    after = float(alignment_loss(_embed(student, tok, texts), torch.from_numpy(targets)))
     assert after < before * 0.9, (before, after, losses)
+
+
+def test_training_with_the_rank_term_adds_it_over_the_corpus_bank(
+        small_mix: tuple[list[str], list[int], np.ndarray]) -> None:
+    texts, bank_rows, targets = small_mix
+
+    def first_losses(rank_weight: float) -> list[float]:
+        student, tok = _student()  # same seed: same projection, same batches
+        cfg = replace(DistillConfig(), steps=2, batch=16, warmup=1, rank_weight=rank_weight)
+        return train(student, tok, texts, targets, cfg, "cpu", bank_rows)
+
+    alone, ranked = first_losses(0.0), first_losses(1.0)
+    assert all(np.isfinite(ranked))
+    # Step 1 sees the same batch through the same weights: the difference is the rank term's KL, > 0 while
+    # the student's similarities to the bank differ from the teacher's.
+    assert ranked[0] > alone[0] + 0.01, (ranked, alone)
 
 
 def test_distilled_export_declares_teacher_space(teacher_bundle: Path, tmp_path: Path) -> None:
