@@ -8,7 +8,7 @@ import {
   type Point,
   QueryEncoderClient,
 } from "@tandem/proto";
-import { clientTransport, securityConfig, unary, upstreamSecurityFromEnv } from "@tandem/service-kit";
+import { clientTransport, isSecurityVariable, unary, upstreamSecurityFromEnv } from "@tandem/service-kit";
 import type { ServiceName } from "./addresses.js";
 
 /** Large enough for a 1000-hit search with vectors or a batch of 768-d upserts. */
@@ -40,8 +40,6 @@ export function indexerClient(addr: string, vars: NodeJS.ProcessEnv = process.en
   return new IndexerClient(addr, t.credentials, t.options);
 }
 
-const UPSTREAM_SECURITY = /^[A-Z][A-Z0-9_]*_TLS_(CA_FILE|SERVER_NAME)$/;
-
 /**
  * The environment of a stack the CLI starts itself on 127.0.0.1 (`tandem up`, the eval's in-process ANN
  * service): plaintext and tokenless, whatever the shell holds for a deployment. Passed on, the servers'
@@ -49,11 +47,10 @@ const UPSTREAM_SECURITY = /^[A-Z][A-Z0-9_]*_TLS_(CA_FILE|SERVER_NAME)$/;
  * HEALTH_PORT would be bound three times. `dropped` names what was left out, so the CLI can say so.
  */
 export function loopbackEnv(vars: NodeJS.ProcessEnv): { vars: NodeJS.ProcessEnv; dropped: string[] } {
-  const deployment = new Set(Object.keys(securityConfig));
   const keep: NodeJS.ProcessEnv = {};
   const dropped: string[] = [];
   for (const [name, value] of Object.entries(vars)) {
-    if (deployment.has(name) || UPSTREAM_SECURITY.test(name)) {
+    if (isSecurityVariable(name)) {
       if (value) dropped.push(name);
     } else keep[name] = value;
   }

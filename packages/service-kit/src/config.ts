@@ -92,6 +92,21 @@ export function upstreamConfig<P extends string>(prefix: P): UpstreamConfigField
     ),
   } as UpstreamConfigFields<P>;
 }
+
+/** The suffixes upstreamConfig gives each upstream prefix (`_TLS_CA_FILE`, `_TLS_SERVER_NAME`). */
+const UPSTREAM_SUFFIXES = Object.keys(upstreamConfig(""));
+
+/**
+ * Whether `name` is one of the security variables: a server's (securityConfig: TLS, tokens, the
+ * plaintext health port) or an upstream's (`<PREFIX>_TLS_CA_FILE`, `<PREFIX>_TLS_SERVER_NAME`).
+ */
+export function isSecurityVariable(name: string): boolean {
+  return (
+    Object.hasOwn(securityConfig, name) ||
+    UPSTREAM_SUFFIXES.some((suffix) => name.length > suffix.length && name.endsWith(suffix))
+  );
+}
+
 type UpstreamConfigFields<P extends string> = {
   [K in `${P}_TLS_CA_FILE` | `${P}_TLS_SERVER_NAME`]: z.ZodDefault<z.ZodString>;
 };

@@ -3,6 +3,7 @@ export {
   ConfigError,
   commonConfig,
   env,
+  isSecurityVariable,
   loadConfig,
   securityConfig,
   upstreamConfig,
