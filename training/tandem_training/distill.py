@@ -335,9 +335,8 @@ def train(student: Student, tok: BundleTokenizer, texts: list[str], targets: np.
     rows = tok.ids(texts)
     lengths = [len(r) for r in rows]
     y = torch.from_numpy(targets)
-    ranked = cfg.rank_weight > 0 and bool(bank_rows)
-    bank_idx = torch.tensor(bank_rows if ranked else [], dtype=torch.long)
-    bank = y[bank_idx].to(device) if ranked else None
+    bank_idx = torch.tensor(bank_rows, dtype=torch.long) if cfg.rank_weight > 0 and bank_rows else None
+    bank = y[bank_idx].to(device) if bank_idx is not None else None
     rng = np.random.default_rng(cfg.seed)
     queue: list[list[int]] = []
     losses: list[float] = []
@@ -352,10 +351,11 @@ def train(student: Student, tok: BundleTokenizer, texts: list[str], targets: np.
         for g, lr in zip(opt.param_groups, base):
             g["lr"] = lr * scale
         s = student(torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device))
-        loss = alignment_loss(s, y[idx].to(device))
-        if bank is not None:
+        t = y[idx].to(device)
+        loss = alignment_loss(s, t)
+        if bank_idx is not None:
             own = (torch.tensor(idx)[:, None] == bank_idx[None, :]).to(device)
-            loss = loss + cfg.rank_weight * rank_loss(s, y[idx].to(device), bank, cfg.rank_temperature, own)
+            loss = loss + cfg.rank_weight * rank_loss(s, t, bank, cfg.rank_temperature, own)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
@@ -367,19 +367,21 @@ def train(student: Student, tok: BundleTokenizer, texts: list[str], targets: np.
     return losses
 
 
-def _int_at_least(low: int) -> Callable[[str], int]:
-    """argparse type: an integer >= low, refused with the flag's name before any work starts."""
-    def parse(text: str) -> int:
-        value = int(text)
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {value}")
+def _number(kind: Callable[[str], float], low: float, inclusive: bool) -> Callable[[str], Any]:
+    """argparse type: a number above `low` (or at least `low`), refused with the flag's name before any work."""
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if not (value > low or (inclusive and value == low)):  # also refuses nan
+            bound = f">= {low}" if inclusive else f"> {low}"
+            noun = "an integer" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"must be {noun} {bound}, got {value}")
         return value
     return parse
 
 
 def main(argv: list[str] | None = None) -> None:
     d = DistillConfig()
-    count, positive = _int_at_least(0), _int_at_least(1)
+    count, positive = _number(int, 0, inclusive=True), _number(int, 1, inclusive=True)
     ap = argparse.ArgumentParser(prog="python -m tandem_training.distill", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--name", default=d.name, help="output bundle name (int8 variant gets -int8)")
@@ -398,9 +400,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--lr", type=float, default=d.lr)
     ap.add_argument("--proj-lr", type=float, default=d.proj_lr)
     ap.add_argument("--warmup", type=positive, default=d.warmup)
-    ap.add_argument("--rank-weight", type=float, default=d.rank_weight,
+    ap.add_argument("--rank-weight", type=_number(float, 0.0, inclusive=True), default=d.rank_weight,
                     help="weight of the ranking term over the corpus texts' teacher vectors (0: alignment only)")
-    ap.add_argument("--rank-temperature", type=float, default=d.rank_temperature)
+    ap.add_argument("--rank-temperature", type=_number(float, 0.0, inclusive=False), default=d.rank_temperature)
     ap.add_argument("--seed", type=int, default=d.seed)
     ap.add_argument("--drop-prefix", action="append", default=[], help="drop train-queries ids with this prefix")
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda")

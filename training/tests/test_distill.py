@@ -89,6 +89,9 @@ def test_length_grouped_batches_cover_an_epoch_once_and_cut_padding() -> None:
     (["--steps", "0"], "--steps: must be an integer >= 1, got 0"),
     (["--batch", "-4"], "--batch: must be an integer >= 1, got -4"),
     (["--queries", "0", "--passages", "0", "--sentences", "0"], "no training texts"),
+    (["--rank-weight", "-1"], "--rank-weight: must be a number >= 0.0, got -1.0"),
+    (["--rank-weight", "nan"], "--rank-weight: must be a number >= 0.0, got nan"),
+    (["--rank-temperature", "0"], "--rank-temperature: must be a number > 0.0, got 0.0"),
 ])
 def test_bad_budget_flags_are_refused_before_any_work(argv: list[str], message: str,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
