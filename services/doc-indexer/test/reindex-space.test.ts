@@ -1,27 +1,10 @@
 import assert from "node:assert/strict";
-import type { ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { existsSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import { JobState } from "@tandem/proto";
 import { unary } from "@tandem/service-kit";
 import { MODELS } from "../../../test/support/paths.js";
-import { type RunningIndexer, startIndexer } from "../src/service.js";
-import {
-  type AnnHandle,
-  cleanup,
-  clients,
-  createCollection,
-  exited,
-  SCIFACT,
-  spawnWorkerProcess,
-  startAnnForTest,
-  submit,
-  testConfig,
-  testPrefix,
-  waitJob,
-} from "./support/harness.js";
+import { SCIFACT, type SplitStack, startSplitStack, submit, waitJob } from "./support/harness.js";
 
 /** The real teacher: BERT-base size, ~1 passage/s on these 2 cores, so only a handful of documents. */
 const MPNET = `${MODELS}/all-mpnet-base-v2`;
@@ -29,43 +12,17 @@ const MPNET = `${MODELS}/all-mpnet-base-v2`;
 describe("reindex into another embedding space (MiniLM 384-d -> mpnet 768-d)", {
   skip: !existsSync(`${MPNET}/manifest.json`),
 }, () => {
-  const prefix = testPrefix("reindex-space");
-  const dataDir = mkdtempSync(join(tmpdir(), "indexer-reindex-space-"));
-  let ann: AnnHandle;
-  let indexer: RunningIndexer;
-  let c: ReturnType<typeof clients>;
-  let worker: ChildProcess;
-  const workerLog: string[] = [];
+  let stack: SplitStack;
+  let c: SplitStack["c"];
   const N = 6;
 
   before(async () => {
-    ann = await startAnnForTest(dataDir);
     const vars = { FILE_ROOT: SCIFACT, PARITY_QUERIES: "4", MAX_BATCH_DOCS: "8" };
-    indexer = await startIndexer(testConfig(prefix, ann.port, { ...vars, RUN_WORKER: "false" }));
-    worker = spawnWorkerProcess(prefix, ann.port, workerLog, vars);
-    c = clients(indexer.port, ann.port);
-    await createCollection(c.ann, "sp-g0");
-    await unary(c.ann.setAlias.bind(c.ann), { alias: "sp", collection: "sp-g0" });
-    const sub = await unary(c.indexer.submitFile.bind(c.indexer), {
-      collection: "sp",
-      path: `${SCIFACT}/corpus.jsonl`,
-      limit: N,
-    });
-    assert.equal((await waitJob(c.indexer, sub.jobId)).state, JobState.JOB_STATE_COMPLETED);
+    stack = await startSplitStack("reindex-space", "sp", N, vars);
+    c = stack.c;
   });
 
-  after(async () => {
-    if (worker && worker.exitCode === null) {
-      worker.kill("SIGTERM");
-      await exited(worker);
-    }
-    c?.indexer.close();
-    c?.ann.close();
-    await indexer?.stop();
-    await ann?.stop();
-    await cleanup(prefix);
-    rmSync(dataDir, { recursive: true, force: true });
-  });
+  after(() => stack?.stop());
 
   it("creates the new generation in the new space, swaps the alias, keeps the old one, accepts new submissions", async (t) => {
     const rx = await unary(c.indexer.reindex.bind(c.indexer), {
@@ -74,7 +31,7 @@ describe("reindex into another embedding space (MiniLM 384-d -> mpnet 768-d)", {
       parityQueriesPath: `${SCIFACT}/queries.jsonl`,
     });
     const st = await waitJob(c.indexer, rx.jobId, 300_000).catch((err: unknown) => {
-      t.diagnostic(workerLog.join(""));
+      t.diagnostic(stack.workerLog.join(""));
       throw err;
     });
     assert.equal(st.state, JobState.JOB_STATE_COMPLETED, st.error);

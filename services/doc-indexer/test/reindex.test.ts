@@ -1,30 +1,11 @@
 import assert from "node:assert/strict";
-import type { ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { existsSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import { type ServiceError, status } from "@grpc/grpc-js";
 import { EmbeddingModel } from "@tandem/model-runtime";
 import { decodeVector, encodeVector, JobState } from "@tandem/proto";
 import { unary } from "@tandem/service-kit";
-import { type RunningIndexer, startIndexer } from "../src/service.js";
-import {
-  type AnnHandle,
-  cleanup,
-  clients,
-  createCollection,
-  exited,
-  MINILM,
-  MINILM_INT8,
-  SCIFACT,
-  spawnWorkerProcess,
-  startAnnForTest,
-  submit,
-  testConfig,
-  testPrefix,
-  waitJob,
-} from "./support/harness.js";
+import { MINILM, MINILM_INT8, SCIFACT, type SplitStack, startSplitStack, submit, waitJob } from "./support/harness.js";
 
 // The new teacher: the int8 bundle of the same model when it is built (other weights, same space),
 // else the same bundle again.
@@ -37,17 +18,11 @@ function cosine(a: Float32Array, b: Float32Array): number {
 }
 
 describe("reindex into a new generation with an atomic alias swap", () => {
-  const prefix = testPrefix("reindex");
-  const dataDir = mkdtempSync(join(tmpdir(), "indexer-reindex-"));
-  let ann: AnnHandle;
-  let indexer: RunningIndexer;
-  let c: ReturnType<typeof clients>;
-  let worker: ChildProcess;
-  const workerLog: string[] = [];
+  let stack: SplitStack;
+  let c: SplitStack["c"];
   const N = 60;
 
   before(async () => {
-    ann = await startAnnForTest(dataDir);
     // The worker runs as its own process, as deployed: its model loads and inference never hold up
     // the ANN service answering the search loop in this process.
     const vars = {
@@ -58,31 +33,11 @@ describe("reindex into a new generation with an atomic alias swap", () => {
       FILE_ROOT: SCIFACT,
       PARITY_QUERIES: "20",
     };
-    indexer = await startIndexer(testConfig(prefix, ann.port, { ...vars, RUN_WORKER: "false" }));
-    worker = spawnWorkerProcess(prefix, ann.port, workerLog, vars);
-    c = clients(indexer.port, ann.port);
-    await createCollection(c.ann, "rx-g0");
-    await unary(c.ann.setAlias.bind(c.ann), { alias: "rx", collection: "rx-g0" });
-    const sub = await unary(c.indexer.submitFile.bind(c.indexer), {
-      collection: "rx",
-      path: `${SCIFACT}/corpus.jsonl`,
-      limit: N,
-    });
-    assert.equal((await waitJob(c.indexer, sub.jobId)).state, JobState.JOB_STATE_COMPLETED);
+    stack = await startSplitStack("reindex", "rx", N, vars);
+    c = stack.c;
   });
 
-  after(async () => {
-    if (worker && worker.exitCode === null) {
-      worker.kill("SIGTERM");
-      await exited(worker);
-    }
-    c?.indexer.close();
-    c?.ann.close();
-    await indexer?.stop();
-    await ann?.stop();
-    await cleanup(prefix);
-    rmSync(dataDir, { recursive: true, force: true });
-  });
+  after(() => stack?.stop());
 
   it("backfills, dual-writes, checks parity and swaps while searches keep being answered", async (t) => {
     const model = await EmbeddingModel.load(MINILM, { providers: ["cpu"], intraOpThreads: 1 });
@@ -139,7 +94,7 @@ describe("reindex into a new generation with an atomic alias swap", () => {
     assert.equal((await waitJob(c.indexer, late.jobId)).state, JobState.JOB_STATE_COMPLETED);
 
     const st = await waitJob(c.indexer, rx.jobId, 120_000).catch((err: unknown) => {
-      t.diagnostic(workerLog.join(""));
+      t.diagnostic(stack.workerLog.join(""));
       throw err;
     });
     searching = false;

@@ -1,5 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { credentials } from "@grpc/grpc-js";
 import {
   AnnClient,
@@ -16,6 +18,7 @@ import { DATASETS, MODELS, REPO_ROOT } from "../../../../test/support/paths.js";
 import { annConfig, startAnn } from "../../../ann/src/service.js";
 import { type IndexerConfig, indexerConfig } from "../../src/config.js";
 import { dropNamespace } from "../../src/queue.js";
+import { startIndexer } from "../../src/service.js";
 
 export const SCIFACT = `${DATASETS}/scifact`;
 export const MINILM = `${MODELS}/all-minilm-l6-v2`;
@@ -183,4 +186,71 @@ export function exited(child: ChildProcess): Promise<void> {
     if (child.exitCode !== null || child.signalCode !== null) resolve();
     else child.once("exit", () => resolve());
   });
+}
+
+/** A running split stack (see `startSplitStack`): its clients, the worker's output, and how to stop it all. */
+export interface SplitStack {
+  c: ReturnType<typeof clients>;
+  workerLog: string[];
+  stop(): Promise<void>;
+}
+
+/**
+ * The stack as deployed: the indexer API without a worker, the queue worker as its own process
+ * (its model loads and inference never hold up the ANN service answering in this process), and
+ * the alias `alias` naming collection `<alias>-g0`, which holds the first `docs` SciFact
+ * documents, indexed. `vars` go to both the API and the worker. `stop` removes everything,
+ * the queue namespace and the data directory included; a failed start stops what it had started.
+ */
+export async function startSplitStack(
+  name: string,
+  alias: string,
+  docs: number,
+  vars: Record<string, string>,
+): Promise<SplitStack> {
+  const prefix = testPrefix(name);
+  const dataDir = mkdtempSync(join(tmpdir(), `indexer-${name}-`));
+  const workerLog: string[] = [];
+  const undo: (() => Promise<void> | void)[] = [
+    () => rmSync(dataDir, { recursive: true, force: true }),
+    () => cleanup(prefix),
+  ];
+  const stop = async () => {
+    for (const step of undo.splice(0).reverse()) await step();
+  };
+  try {
+    const ann = await startAnnForTest(dataDir);
+    undo.push(() => ann.stop());
+    const indexer = await startIndexer(testConfig(prefix, ann.port, { ...vars, RUN_WORKER: "false" }));
+    undo.push(() => indexer.stop());
+    const worker = spawnWorkerProcess(prefix, ann.port, workerLog, vars);
+    undo.push(async () => {
+      if (worker.exitCode === null && worker.signalCode === null) {
+        worker.kill("SIGTERM");
+        await exited(worker);
+      }
+    });
+    const c = clients(indexer.port, ann.port);
+    undo.push(() => {
+      c.indexer.close();
+      c.ann.close();
+    });
+    await createCollection(c.ann, `${alias}-g0`);
+    await unary(c.ann.setAlias.bind(c.ann), { alias, collection: `${alias}-g0` });
+    const sub = await unary(c.indexer.submitFile.bind(c.indexer), {
+      collection: alias,
+      path: `${SCIFACT}/corpus.jsonl`,
+      limit: docs,
+    });
+    const st = await waitJob(c.indexer, sub.jobId);
+    if (st.state !== JobState.JOB_STATE_COMPLETED) {
+      throw new Error(
+        `indexing ${alias}'s first ${docs} documents: ${JobState[st.state]} ${st.error}\n${workerLog.join("")}`,
+      );
+    }
+    return { c, workerLog, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
 }
