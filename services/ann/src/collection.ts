@@ -1,10 +1,11 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { FailedPreconditionError, type Logger, ResourceExhaustedError, UnavailableError } from "@tandem/service-kit";
 import { exactTopK } from "./exact.js";
 import { type CompiledClause, FilterPlan, PayloadIndex } from "./filter.js";
 import { HnswIndex, type HnswParams, type MetricName, type Neighbours, type Quantization } from "./hnsw.js";
 import { PayloadStore } from "./payloads.js";
+import { GraphBuilder } from "./rebuild.js";
 import {
   commitManifest,
   readManifest,
@@ -49,6 +50,10 @@ export interface CollectionOptions {
   threads: number;
   snapshotWalBytes: number;
   faultSnapshotStallMs: number;
+  /** Rebuild the graph once points replaced or deleted since it was built reach this share of the points; 0: never. */
+  rebuildChurn: number;
+  /** Collections smaller than this are never rebuilt automatically. */
+  rebuildMinPoints: number;
 }
 
 export interface NewPoint {
@@ -78,6 +83,10 @@ class Mutex {
 }
 
 const EXACT_CHUNK_ROWS = 8192;
+/** Rows read from the store and moved to the rebuild thread at a time; requests run in between. */
+const REBUILD_CHUNK_ROWS = 4096;
+/** After a failed rebuild, churn triggers none for this long (a failing build would otherwise start again at every write). */
+const REBUILD_RETRY_MS = 10 * 60_000;
 
 export class Collection {
   private readonly lock = new Mutex();
@@ -85,6 +94,14 @@ export class Collection {
   /** Set when a write became durable in the WAL but could not be applied in memory. */
   private broken: Error | null = null;
   private snapshotting: Promise<void> | null = null;
+  /** Points replaced or deleted since the graph in use was built. */
+  private churn = 0;
+  private rebuilding: Promise<boolean> | null = null;
+  /** While a rebuild runs: its builder, and the keys written since it started (applied to the new graph at the swap). */
+  private builder: GraphBuilder | null = null;
+  private touched: Set<number> | null = null;
+  private lastRebuildMs = 0;
+  private rebuildFailedAtMs = 0;
 
   private constructor(
     readonly dir: string,
@@ -249,7 +266,10 @@ export class Collection {
       }
       this.nextKey = next;
       this._count += added;
+      this.churn += previous.length;
+      for (const r of records) this.touched?.add(r.key);
       this.maybeSnapshot();
+      this.maybeRebuild();
       return unique.length;
     });
   }
@@ -279,7 +299,10 @@ export class Collection {
         throw err;
       }
       this._count -= gone.length;
+      this.churn += gone.length;
+      for (const g of gone) this.touched?.add(g.key);
       this.maybeSnapshot();
+      this.maybeRebuild();
       return gone.length;
     });
   }
@@ -359,6 +382,8 @@ export class Collection {
     walBytes: number;
     walRecords: number;
     lastSnapshotMs: number;
+    indexChurn: number;
+    lastRebuildMs: number;
   } {
     return {
       memoryBytes: this.index.memoryBytes,
@@ -366,6 +391,8 @@ export class Collection {
       walBytes: this.wal.bytes,
       walRecords: this.wal.records,
       lastSnapshotMs: this.manifest?.takenAtMs ?? 0,
+      indexChurn: this.churn,
+      lastRebuildMs: this.lastRebuildMs,
     };
   }
 
@@ -386,6 +413,8 @@ export class Collection {
   close(snapshotFirst: boolean): Promise<void> {
     return this.lock.run(async () => {
       if (this.closed) return;
+      // A rebuild in progress is abandoned: the graph in use is complete, and the snapshot saves it.
+      await this.builder?.terminate();
       if (snapshotFirst && !this.broken) {
         const committed = await this.snapshotLocked().catch((err: unknown) => {
           this.opts.log.error({ err }, "final snapshot failed (the WAL still holds every write)");
@@ -396,6 +425,85 @@ export class Collection {
       this.closed = true;
       await this.wal.close();
       await this.store.close();
+    });
+  }
+
+  // ---- rebuilds -------------------------------------------------------------
+
+  /**
+   * Builds a new graph of every stored point on a worker thread and swaps it in. HNSW deletes
+   * (and so replaces) leave the graph routing around removed nodes, which costs recall as
+   * churn accumulates (services/ann/README.md has the measurement). Searches and writes go on
+   * meanwhile; writes made during the build are applied to the new graph before the swap.
+   * Concurrent calls share one run. Resolves to false when the collection closed first.
+   */
+  rebuild(): Promise<boolean> {
+    if (this.rebuilding) return this.rebuilding;
+    const run = this.rebuildRun().finally(() => {
+      this.rebuilding = null;
+    });
+    this.rebuilding = run;
+    return run;
+  }
+
+  private async rebuildRun(): Promise<boolean> {
+    this.checkWritable();
+    const started = performance.now();
+    const params = Collection.params(this.meta);
+    const churnAtStart = this.churn;
+    const touched = new Set<number>();
+    const path = join(this.dir, `rebuild-${Date.now()}.usearch.tmp`);
+    const builder = new GraphBuilder(params, this.opts.threads, path);
+    this.touched = touched;
+    this.builder = builder;
+    this.opts.log.info({ points: this._count, churn: churnAtStart }, "index rebuild started");
+    try {
+      const keys = this.store.allKeys();
+      for (let i = 0; i < keys.length; i += REBUILD_CHUNK_ROWS) {
+        if (this.closed) return false;
+        const chunk = this.store.gather(keys.slice(i, i + REBUILD_CHUNK_ROWS));
+        builder.add(chunk.keys, chunk.matrix);
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      await builder.finish();
+      const fresh = HnswIndex.load(params, path, this.opts.threads);
+      return await this.lock.run(async () => {
+        if (this.closed || this.broken) return false;
+        // Writes since the start: the store holds their outcome (a vector, or none when deleted).
+        const live = this.store.gather(touched);
+        const kept = new Set(live.keys);
+        fresh.remove([...touched].filter((key) => !kept.has(key)));
+        fresh.upsert(live.keys, live.matrix);
+        this.index = fresh;
+        this.churn -= churnAtStart;
+        this.lastRebuildMs = Date.now();
+        this.opts.log.info(
+          { points: fresh.size, writesDuring: touched.size, ms: Math.round(performance.now() - started) },
+          "index rebuilt and swapped in",
+        );
+        return true;
+      });
+    } catch (err) {
+      if (this.closed || builder.abandoned) return false;
+      this.rebuildFailedAtMs = Date.now();
+      throw err;
+    } finally {
+      this.touched = null;
+      this.builder = null;
+      await builder.terminate();
+      rmSync(path, { force: true });
+    }
+  }
+
+  private maybeRebuild(): void {
+    const o = this.opts;
+    if (o.rebuildChurn <= 0 || this.rebuilding || this._count < o.rebuildMinPoints) return;
+    if (this.churn < o.rebuildChurn * this._count || Date.now() - this.rebuildFailedAtMs < REBUILD_RETRY_MS) return;
+    setImmediate(() => {
+      if (this.rebuilding || this.closed) return;
+      this.rebuild().catch((err: unknown) =>
+        o.log.error({ err }, "index rebuild failed; the current graph stays in use"),
+      );
     });
   }
 

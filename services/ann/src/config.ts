@@ -57,7 +57,19 @@ export const annConfigSchema = z.object({
     100_000_000,
     "largest candidate list a filtered HNSW search grows to before it falls back to an exact scan",
   ),
-  SEARCH_THREADS: env.int(0, 0, 256, "native threads for batched index work (0: one per CPU)"),
+  SEARCH_THREADS: env.int(0, 0, 256, "native threads for batched index work and rebuilds (0: one per CPU)"),
+  INDEX_REBUILD_CHURN: env.number(
+    0.5,
+    0,
+    1000,
+    "rebuild a collection's graph on a worker thread once the points replaced or deleted since it was built reach this share of its points; 0: never",
+  ),
+  INDEX_REBUILD_MIN_POINTS: env.int(
+    1_000,
+    1,
+    4_000_000_000,
+    "collections with fewer points are not rebuilt automatically",
+  ),
 
   // Durability.
   SNAPSHOT_INTERVAL_MS: env.int(

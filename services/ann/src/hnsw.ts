@@ -58,7 +58,20 @@ export interface Neighbours {
  * ~5,000 points on the two agree. Found by the end-to-end eval, whose 150-point
  * collection lost 4 nDCG@10 points to it.
  */
-const PARALLEL_ADD_MIN_SIZE = 1024;
+export const PARALLEL_ADD_MIN_SIZE = 1024;
+
+/** usearch's constructor options for `params`: plain values, so a worker thread can be handed them. */
+export function usearchOptions(params: HnswParams) {
+  return {
+    dimensions: params.dims,
+    metric: METRIC[params.metric],
+    quantization: SCALAR[params.quantization],
+    connectivity: params.m,
+    expansion_add: params.efConstruction,
+    expansion_search: 1,
+    multi: false,
+  };
+}
 
 export class HnswIndex {
   private readonly index: Index;
@@ -69,15 +82,7 @@ export class HnswIndex {
     threads = 0,
   ) {
     this.threads = threads > 0 ? threads : availableParallelism();
-    this.index = new Index({
-      dimensions: params.dims,
-      metric: METRIC[params.metric],
-      quantization: SCALAR[params.quantization],
-      connectivity: params.m,
-      expansion_add: params.efConstruction,
-      expansion_search: 1,
-      multi: false,
-    });
+    this.index = new Index(usearchOptions(params));
   }
 
   /** An index read from a file written by `save` (throws when the file is unusable). */

@@ -70,6 +70,8 @@ export async function startAnn(config: AnnConfig, deps: { log?: Logger; meter?: 
         threads: config.SEARCH_THREADS,
         snapshotWalBytes: config.SNAPSHOT_WAL_BYTES,
         faultSnapshotStallMs: config.FAULT_SNAPSHOT_STALL_MS,
+        rebuildChurn: config.INDEX_REBUILD_CHURN,
+        rebuildMinPoints: config.INDEX_REBUILD_MIN_POINTS,
       },
       config.MAX_COLLECTIONS,
     );

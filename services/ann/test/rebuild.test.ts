@@ -1,0 +1,201 @@
+// Graph rebuilds: churn (replaces, deletes) is counted, a rebuild builds a new graph on a worker
+// thread while writes go on, applies those writes before the swap, and survives a restart; a
+// close mid-rebuild abandons it cleanly; over gRPC, churn past INDEX_REBUILD_CHURN triggers one.
+import assert from "node:assert/strict";
+import { readdirSync } from "node:fs";
+import { describe, test } from "node:test";
+import { createLogger } from "@tandem/service-kit";
+import { Collection, type CollectionMeta, type CollectionOptions, type NewPoint } from "../src/collection.js";
+import { bruteForce, clustered, createReq, point, searchReq, startTestAnn, tempDir, unary, upsert } from "./support.js";
+
+const DIMS = 32;
+
+const META: CollectionMeta = {
+  name: "churn",
+  space: "test/32",
+  dims: DIMS,
+  metric: "cosine",
+  m: 16,
+  efConstruction: 64,
+  efSearch: 64,
+  quantization: "f32",
+  createdAtMs: 0,
+};
+
+const OPTS: CollectionOptions = {
+  log: createLogger("ann-rebuild-test", "warn"),
+  maxPoints: 1_000_000,
+  filterMaxStringBytes: 256,
+  filterExactMax: 0,
+  filterMaxOverfetch: 20_000,
+  threads: 2,
+  snapshotWalBytes: 0,
+  faultSnapshotStallMs: 0,
+  rebuildChurn: 0, // the tests below start rebuilds themselves
+  rebuildMinPoints: 1,
+};
+
+function newPoint(id: string, v: Float32Array): NewPoint {
+  return { id, vector: new Uint8Array(v.buffer.slice(0)), values: v, payload: "{}", payloadObject: {} };
+}
+
+async function open(dir: string): Promise<Collection> {
+  return Collection.open(dir, OPTS);
+}
+
+/** The id of the nearest point to `v` (HNSW, ef 64). */
+function top1(c: Collection, v: Float32Array): string | undefined {
+  const res = c.search(v, { k: 1, ef: 64, exact: false, filter: null });
+  return res.keys[0] === undefined ? undefined : c.entry(res.keys[0])?.id;
+}
+
+describe("ann: index rebuilds", () => {
+  test("writes made during a rebuild are in the new graph; churn is counted and reset; a restart keeps it all", async () => {
+    const tmp = tempDir("rebuild");
+    const dir = `${tmp.dir}/churn`;
+    await Collection.initialise(dir, META);
+    let c = await open(dir);
+    try {
+      const N = 8000;
+      const base = clustered(N + 200, DIMS, 80, 7);
+      const live = new Map<string, Float32Array>();
+      for (let i = 0; i < N; i += 1000) {
+        await c.upsert(base.slice(i, i + 1000).map((v, j) => newPoint(`p${i + j}`, v)));
+      }
+      for (let i = 0; i < N; i++) live.set(`p${i}`, base[i]!);
+      assert.equal(c.stats().indexChurn, 0, "first writes are not churn");
+
+      // Replace half of the points with other vectors: churn 4,000.
+      const moved = clustered(N / 2, DIMS, 80, 8);
+      for (let i = 0; i < N / 2; i += 1000) {
+        await c.upsert(moved.slice(i, i + 1000).map((v, j) => newPoint(`p${i + j}`, v)));
+      }
+      for (let i = 0; i < N / 2; i++) live.set(`p${i}`, moved[i]!);
+      assert.equal(c.stats().indexChurn, N / 2);
+
+      let swapped = false;
+      const rebuild = c.rebuild().then((done) => {
+        swapped = true;
+        return done;
+      });
+      assert.equal(c.rebuild(), c.rebuild(), "concurrent calls share one run");
+      // Meanwhile: new points, deletes and replaces.
+      const fresh = base.slice(N, N + 100).map((v, j) => newPoint(`new${j}`, v));
+      await c.upsert(fresh);
+      for (const p of fresh) live.set(p.id, p.values);
+      const deleted = Array.from({ length: 50 }, (_, j) => `p${N - 1 - j}`);
+      assert.equal(await c.delete(deleted), 50);
+      for (const id of deleted) live.delete(id);
+      const replaced = base.slice(N + 100, N + 150).map((v, j) => newPoint(`p${N / 2 + j}`, v));
+      await c.upsert(replaced);
+      for (const p of replaced) live.set(p.id, p.values);
+      assert.equal(swapped, false, "the writes landed while the rebuild was running");
+
+      assert.equal(await rebuild, true);
+      const stats = c.stats();
+      assert.ok(stats.lastRebuildMs > 0);
+      assert.equal(
+        stats.indexChurn,
+        100,
+        "churn from before the rebuild is reset; the 50 deletes + 50 replaces during it stay",
+      );
+      assert.equal(c.count, live.size);
+
+      const check = (col: Collection) => {
+        let found = 0;
+        for (const [id, v] of live) if (top1(col, v) === id) found++;
+        // Each point is its own nearest neighbour; HNSW at ef 64 finds nearly all of them.
+        assert.ok(found / live.size >= 0.99, `${found} of ${live.size} points are their own nearest neighbour`);
+        for (const id of deleted) assert.equal(col.keyOf(id), undefined);
+        for (const p of [...fresh, ...replaced]) assert.equal(top1(col, p.values), p.id, `${p.id} is searchable`);
+        const points = [...live].map(([id, vector]) => ({ id, vector }));
+        let hits = 0;
+        const queries = clustered(50, DIMS, 80, 9);
+        for (const q of queries) {
+          const truth = new Set(bruteForce(points, q, 10).map((p) => p.id));
+          const got = col.search(q, { k: 10, ef: 64, exact: false, filter: null });
+          for (const key of got.keys) if (truth.has(col.entry(key)?.id ?? "")) hits++;
+        }
+        assert.ok(hits / (queries.length * 10) >= 0.95, `recall@10 ${hits / (queries.length * 10)}`);
+      };
+      check(c);
+      assert.deepEqual(
+        readdirSync(dir).filter((f) => f.endsWith(".tmp")),
+        [],
+        "the rebuild's file is gone",
+      );
+
+      await c.close(true);
+      c = await open(dir);
+      assert.equal(c.count, live.size);
+      check(c);
+    } finally {
+      await c.close(false);
+      tmp.remove();
+    }
+  });
+
+  test("a close during a rebuild abandons it: no error, no file left, the data intact", async () => {
+    const tmp = tempDir("rebuild-close");
+    const dir = `${tmp.dir}/churn`;
+    await Collection.initialise(dir, META);
+    let c = await open(dir);
+    try {
+      const vs = clustered(6000, DIMS, 60, 11);
+      for (let i = 0; i < vs.length; i += 1000) {
+        await c.upsert(vs.slice(i, i + 1000).map((v, j) => newPoint(`p${i + j}`, v)));
+      }
+      const rebuild = c.rebuild();
+      await c.close(true);
+      assert.equal(await rebuild, false, "the rebuild reports that it did not swap");
+      assert.deepEqual(
+        readdirSync(dir).filter((f) => f.endsWith(".tmp")),
+        [],
+      );
+      await assert.rejects(c.rebuild(), /closed/, "a closed collection refuses a rebuild");
+      c = await open(dir);
+      assert.equal(c.count, vs.length);
+      assert.equal(top1(c, vs[123]!), "p123");
+    } finally {
+      await c.close(false);
+      tmp.remove();
+    }
+  });
+
+  test("over gRPC: churn past INDEX_REBUILD_CHURN rebuilds the graph, and Stats shows it", async () => {
+    const tmp = tempDir("rebuild-grpc");
+    const ann = await startTestAnn(tmp.dir, { INDEX_REBUILD_CHURN: "0.5", INDEX_REBUILD_MIN_POINTS: "1000" });
+    try {
+      await unary(ann.client.createCollection.bind(ann.client), createReq("g", DIMS));
+      const vs = clustered(1200, DIMS, 40, 21);
+      const all = vs.map((v, i) => point(`p${i}`, v));
+      await upsert(ann.client, [
+        { collection: "g", points: all.slice(0, 600) },
+        { collection: "g", points: all.slice(600) },
+      ]);
+      const stats = () => unary(ann.client.stats.bind(ann.client), { collection: "g" });
+      // 599 replaces: just under half of 1,200, no rebuild.
+      const moved = clustered(600, DIMS, 40, 22);
+      await upsert(ann.client, [{ collection: "g", points: moved.slice(0, 599).map((v, i) => point(`p${i}`, v)) }]);
+      let s = await stats();
+      assert.equal(s.indexChurn, 599);
+      assert.equal(s.lastRebuildMs, 0);
+      // One more reaches the threshold.
+      await upsert(ann.client, [{ collection: "g", points: [point("p599", moved[599]!)] }]);
+      const deadline = Date.now() + 60_000;
+      for (s = await stats(); s.lastRebuildMs === 0; s = await stats()) {
+        assert.ok(Date.now() < deadline, "no rebuild within 60 s");
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.equal(s.indexChurn, 0);
+      assert.equal(s.info?.count, 1200);
+      const res = await unary(ann.client.search.bind(ann.client), searchReq("g", moved[5]!, { k: 1 }));
+      assert.equal(res.hits[0]?.id, "p5", "a replaced point is found at its new vector");
+      const kept = await unary(ann.client.search.bind(ann.client), searchReq("g", vs[900]!, { k: 1 }));
+      assert.equal(kept.hits[0]?.id, "p900");
+    } finally {
+      await ann.stop();
+      tmp.remove();
+    }
+  });
+});
