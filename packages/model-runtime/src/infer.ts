@@ -48,7 +48,8 @@ const THREAD_ENTRY = new URL("./infer-thread.mjs", import.meta.url);
 export class OrtBackend {
   private readonly pending = new Map<number, Pending>();
   private nextId = 0;
-  private exited: Error | null = null;
+  /** Why runs are refused from now on: the model was released, or its thread died. */
+  private unusable: Error | null = null;
 
   private constructor(
     private readonly thread: Worker,
@@ -108,7 +109,7 @@ export class OrtBackend {
   }
 
   async run(items: readonly Tokenized[]): Promise<RawOutput> {
-    if (this.exited) throw this.exited;
+    if (this.unusable) throw this.unusable;
     const batch = items.length;
     let seqLen = 0;
     for (const it of items) seqLen = Math.max(seqLen, it.ids.length);
@@ -140,8 +141,8 @@ export class OrtBackend {
   }
 
   async release(): Promise<void> {
-    if (this.exited) return;
-    this.exited = new Error("the model was released");
+    if (this.unusable) return;
+    this.unusable = new Error("the model was released");
     this.thread.ref();
     const released = firstMessage(this.thread, "released");
     this.thread.postMessage({ kind: "release" });
@@ -151,7 +152,7 @@ export class OrtBackend {
 
   /** The thread is gone: every run in flight, and every later one, fails with why. */
   private fail(err: Error): void {
-    this.exited ??= err;
+    this.unusable ??= err;
     for (const p of this.pending.values()) p.reject(err);
     this.pending.clear();
   }
