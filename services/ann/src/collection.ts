@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { FailedPreconditionError, type Logger, ResourceExhaustedError, UnavailableError } from "@tandem/service-kit";
 import { exactTopK } from "./exact.js";
@@ -7,6 +7,7 @@ import { HnswIndex, type HnswParams, type MetricName, type Neighbours, type Quan
 import { PayloadStore } from "./payloads.js";
 import { GraphBuilder } from "./rebuild.js";
 import {
+  checkIndexFile,
   commitManifest,
   readManifest,
   type SnapshotManifest,
@@ -83,8 +84,6 @@ class Mutex {
 }
 
 const EXACT_CHUNK_ROWS = 8192;
-/** Rows read from the store and moved to the rebuild thread at a time; requests run in between. */
-const REBUILD_CHUNK_ROWS = 4096;
 /** After a failed rebuild, churn triggers none for this long (a failing build would otherwise start again at every write). */
 const REBUILD_RETRY_MS = 10 * 60_000;
 
@@ -147,6 +146,7 @@ export class Collection {
     let index: HnswIndex | null = null;
     if (manifest) {
       try {
+        await checkIndexFile(dir, manifest);
         index = HnswIndex.load(params, join(dir, manifest.indexFile), opts.threads);
       } catch (err) {
         // The store holds every vector: an unreadable index costs a rebuild, not data.
@@ -196,9 +196,10 @@ export class Collection {
     if (rebuildIndex || index.size !== count) {
       if (!rebuildIndex)
         log.warn({ index: index.size, store: count }, "index and store disagree: rebuilding the index");
-      index = new HnswIndex(params, opts.threads);
-      const all = store.all();
-      index.upsert(all.keys, all.matrix);
+      // On the rebuild thread too: the event loop stays free to answer health checks (NOT_SERVING).
+      const built = await new GraphBuilder(params, opts.threads, rebuildPath(dir)).build(store, () => false);
+      if (!built) throw new Error("index rebuild at start stopped");
+      index = built;
     }
     const wal = await Wal.create(walDir, Math.max(replay.lastSegment, walFrom - 1));
     wal.addReplayed(walBytes, replay.records);
@@ -449,24 +450,15 @@ export class Collection {
   private async rebuildRun(): Promise<boolean> {
     this.checkWritable();
     const started = performance.now();
-    const params = Collection.params(this.meta);
     const churnAtStart = this.churn;
     const touched = new Set<number>();
-    const path = join(this.dir, `rebuild-${Date.now()}.usearch.tmp`);
-    const builder = new GraphBuilder(params, this.opts.threads, path);
+    const builder = new GraphBuilder(Collection.params(this.meta), this.opts.threads, rebuildPath(this.dir));
     this.touched = touched;
     this.builder = builder;
     this.opts.log.info({ points: this._count, churn: churnAtStart }, "index rebuild started");
     try {
-      const keys = this.store.allKeys();
-      for (let i = 0; i < keys.length; i += REBUILD_CHUNK_ROWS) {
-        if (this.closed) return false;
-        const chunk = this.store.gather(keys.slice(i, i + REBUILD_CHUNK_ROWS));
-        builder.add(chunk.keys, chunk.matrix);
-        await new Promise((resolve) => setImmediate(resolve));
-      }
-      await builder.finish();
-      const fresh = HnswIndex.load(params, path, this.opts.threads);
+      const fresh = await builder.build(this.store, () => this.closed);
+      if (!fresh) return false;
       return await this.lock.run(async () => {
         if (this.closed || this.broken) return false;
         // Writes since the start: the store holds their outcome (a vector, or none when deleted).
@@ -484,14 +476,11 @@ export class Collection {
         return true;
       });
     } catch (err) {
-      if (this.closed || builder.abandoned) return false;
       this.rebuildFailedAtMs = Date.now();
       throw err;
     } finally {
       this.touched = null;
       this.builder = null;
-      await builder.terminate();
-      rmSync(path, { force: true });
     }
   }
 
@@ -513,14 +502,21 @@ export class Collection {
     this.opts.log.info({ walBytes: this.wal.bytes, points: this._count }, "snapshot started");
     // Writes wait on the lock, so everything before the new segment is in the index.
     const walFrom = await this.wal.rotate();
-    const indexFile = await writeIndexFile(
+    const file = await writeIndexFile(
       this.dir,
       walFrom,
       (path) => this.index.save(path),
       this.opts.faultSnapshotStallMs,
     );
     await this.store.flushed();
-    const manifest: SnapshotManifest = { indexFile, walFrom, takenAtMs: Date.now(), points: this._count };
+    const manifest: SnapshotManifest = {
+      indexFile: file.name,
+      walFrom,
+      takenAtMs: Date.now(),
+      points: this._count,
+      indexBytes: file.bytes,
+      indexCrc32: file.crc32,
+    };
     await commitManifest(this.dir, manifest);
     this.manifest = manifest;
     this.opts.log.info({ walFrom, ms: Math.round(performance.now() - started) }, "snapshot committed");
@@ -562,6 +558,11 @@ export class Collection {
     this.broken = err instanceof Error ? err : new Error(String(err));
     this.opts.log.error({ err }, "write durable in the WAL but not applied in memory: collection now read-only");
   }
+}
+
+/** The rebuild thread's output file: a `.tmp`, so a crash leaves nothing `sweep` keeps. */
+function rebuildPath(dir: string): string {
+  return join(dir, `rebuild-${Date.now()}.usearch.tmp`);
 }
 
 function matrixOf(points: WalPoint[], dims: number): Float32Array {

@@ -91,11 +91,6 @@ export class PayloadStore {
     return keys;
   }
 
-  /** Every stored vector in one matrix (index rebuild). */
-  all(): { keys: number[]; matrix: Float32Array } {
-    return this.gather(this.allKeys());
-  }
-
   /** Applies one batch in one LMDB transaction; resolves once committed and visible to readers. */
   async write(upserts: WalPoint[], deletes: Array<{ key: number; id: string }>, nextKey: number): Promise<void> {
     await this.env.transaction(() => this.apply(upserts, deletes, nextKey));

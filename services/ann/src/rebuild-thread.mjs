@@ -27,7 +27,7 @@ parentPort.on("message", (msg) => {
       add(msg.keys, msg.matrix);
     } else if (msg.kind === "save") {
       index.save(path);
-      parentPort.postMessage({ kind: "saved", size: index.size() });
+      parentPort.postMessage({ kind: "saved" });
     }
   } catch (err) {
     parentPort.postMessage({ kind: "failed", message: err instanceof Error ? err.message : String(err) });

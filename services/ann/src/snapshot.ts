@@ -1,6 +1,7 @@
 import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { open, rename } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import { crc32 } from "node:zlib";
 import { syncDir } from "./wal.js";
 
 /**
@@ -22,6 +23,51 @@ export interface SnapshotManifest {
   walFrom: number;
   takenAtMs: number;
   points: number;
+  /** Size and CRC32 of the index file, checked before usearch reads it (absent in older snapshots). */
+  indexBytes?: number;
+  indexCrc32?: number;
+}
+
+/** What `writeIndexFile` wrote. */
+export interface IndexFile {
+  name: string;
+  bytes: number;
+  crc32: number;
+}
+
+const CRC_CHUNK = 8 * 1024 * 1024;
+
+/** Size and CRC32 of a file, read in chunks (the event loop runs between them). */
+async function fileCrc32(path: string): Promise<{ bytes: number; crc32: number }> {
+  const fh = await open(path, "r");
+  try {
+    const buf = Buffer.allocUnsafe(CRC_CHUNK);
+    let crc = 0;
+    let bytes = 0;
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, 0, CRC_CHUNK, null);
+      if (bytesRead === 0) return { bytes, crc32: crc };
+      crc = crc32(buf.subarray(0, bytesRead), crc);
+      bytes += bytesRead;
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * Throws unless the manifest's index file has the size and CRC32 recorded when it was written.
+ * usearch trusts the file it loads: a truncated or damaged one crashes the process (a
+ * segmentation fault, seen with usearch 2.25.3), where a thrown error costs only a rebuild.
+ */
+export async function checkIndexFile(dir: string, manifest: SnapshotManifest): Promise<void> {
+  if (manifest.indexBytes === undefined || manifest.indexCrc32 === undefined) return;
+  const got = await fileCrc32(join(dir, manifest.indexFile));
+  if (got.bytes !== manifest.indexBytes || got.crc32 !== manifest.indexCrc32) {
+    throw new Error(
+      `index file ${manifest.indexFile} is damaged: ${got.bytes} bytes, CRC32 ${got.crc32}; the snapshot recorded ${manifest.indexBytes} bytes, CRC32 ${manifest.indexCrc32}`,
+    );
+  }
 }
 
 export const MANIFEST = "snapshot.json";
@@ -48,17 +94,18 @@ export async function writeFileAtomic(path: string, bytes: string | Uint8Array):
 
 /**
  * Saves the index through `save` (usearch writes the file itself) under a temp
- * name, fsyncs it and renames it to its final name. Returns the file name.
+ * name, fsyncs it and renames it to its final name. Returns its name, size and CRC32.
  */
 export async function writeIndexFile(
   dir: string,
   walFrom: number,
   save: (path: string) => void,
   stallMs = 0,
-): Promise<string> {
+): Promise<IndexFile> {
   const name = `index-${walFrom}.usearch`;
   const tmp = join(dir, `${name}.tmp`);
   save(tmp);
+  const { bytes, crc32 } = await fileCrc32(tmp);
   const fh = await open(tmp, "r+");
   try {
     await fh.sync();
@@ -70,7 +117,7 @@ export async function writeIndexFile(
   if (stallMs > 0) await new Promise((r) => setTimeout(r, stallMs));
   await rename(tmp, join(dir, name));
   await syncDir(dir);
-  return name;
+  return { name, bytes, crc32 };
 }
 
 export async function commitManifest(dir: string, manifest: SnapshotManifest): Promise<void> {

@@ -1,8 +1,9 @@
 // Graph rebuilds: churn (replaces, deletes) is counted, a rebuild builds a new graph on a worker
 // thread while writes go on, applies those writes before the swap, and survives a restart; a
-// close mid-rebuild abandons it cleanly; over gRPC, churn past INDEX_REBUILD_CHURN triggers one.
+// close mid-rebuild abandons it cleanly; a restart with an unreadable snapshot index rebuilds it
+// the same way; over gRPC, churn past INDEX_REBUILD_CHURN triggers one.
 import assert from "node:assert/strict";
-import { readdirSync } from "node:fs";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { describe, test } from "node:test";
 import { createLogger } from "@tandem/service-kit";
 import { Collection, type CollectionMeta, type CollectionOptions, type NewPoint } from "../src/collection.js";
@@ -156,6 +157,36 @@ describe("ann: index rebuilds", () => {
       c = await open(dir);
       assert.equal(c.count, vs.length);
       assert.equal(top1(c, vs[123]!), "p123");
+    } finally {
+      await c.close(false);
+      tmp.remove();
+    }
+  });
+
+  test("a restart whose snapshot index is unreadable rebuilds the graph from the store", async () => {
+    const tmp = tempDir("rebuild-restart");
+    const dir = `${tmp.dir}/churn`;
+    await Collection.initialise(dir, META);
+    let c = await open(dir);
+    try {
+      const vs = clustered(3000, DIMS, 30, 31);
+      for (let i = 0; i < vs.length; i += 1000) {
+        await c.upsert(vs.slice(i, i + 1000).map((v, j) => newPoint(`p${i + j}`, v)));
+      }
+      await c.close(true);
+      const { indexFile } = JSON.parse(readFileSync(`${dir}/snapshot.json`, "utf8")) as { indexFile: string };
+      writeFileSync(`${dir}/${indexFile}`, "not a usearch file");
+      c = await open(dir);
+      assert.equal(c.count, vs.length);
+      let found = 0;
+      vs.forEach((v, i) => {
+        if (top1(c, v) === `p${i}`) found++;
+      });
+      assert.ok(found / vs.length >= 0.99, `${found} of ${vs.length} points are their own nearest neighbour`);
+      assert.deepEqual(
+        readdirSync(dir).filter((f) => f.endsWith(".tmp")),
+        [],
+      );
     } finally {
       await c.close(false);
       tmp.remove();
