@@ -214,6 +214,16 @@ export class Collection {
     return this._count;
   }
 
+  /** WAL bytes since the last snapshot (cheap, unlike `stats()`, which walks the directory). */
+  get walBytes(): number {
+    return this.wal.bytes;
+  }
+
+  /** Points replaced or deleted since the graph in use was built. */
+  get indexChurn(): number {
+    return this.churn;
+  }
+
   get isClosed(): boolean {
     return this.closed;
   }
@@ -389,10 +399,10 @@ export class Collection {
     return {
       memoryBytes: this.index.memoryBytes,
       diskBytes: existsSync(this.dir) ? duBytes(this.dir) : 0,
-      walBytes: this.wal.bytes,
+      walBytes: this.walBytes,
       walRecords: this.wal.records,
       lastSnapshotMs: this.manifest?.takenAtMs ?? 0,
-      indexChurn: this.churn,
+      indexChurn: this.indexChurn,
       lastRebuildMs: this.lastRebuildMs,
     };
   }

@@ -87,7 +87,14 @@ export async function startAnn(config: AnnConfig, deps: { log?: Logger; meter?: 
   meter
     .createObservableGauge("ann_wal_bytes", { description: "WAL bytes since the last snapshot", unit: "By" })
     .addCallback((obs) => {
-      for (const c of reg.list()) obs.observe(c.stats().walBytes, { collection: c.meta.name });
+      for (const c of reg.list()) obs.observe(c.walBytes, { collection: c.meta.name });
+    });
+  meter
+    .createObservableGauge("ann_index_churn", {
+      description: "points replaced or deleted since the collection's graph was built (INDEX_REBUILD_CHURN)",
+    })
+    .addCallback((obs) => {
+      for (const c of reg.list()) obs.observe(c.indexChurn, { collection: c.meta.name });
     });
 
   const timer =

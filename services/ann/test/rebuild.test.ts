@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { describe, test } from "node:test";
 import { createLogger } from "@tandem/service-kit";
+import { freePort } from "../../../test/support/net.js";
 import { Collection, type CollectionMeta, type CollectionOptions, type NewPoint } from "../src/collection.js";
 import { bruteForce, clustered, createReq, point, searchReq, startTestAnn, tempDir, unary, upsert } from "./support.js";
 
@@ -193,9 +194,18 @@ describe("ann: index rebuilds", () => {
     }
   });
 
-  test("over gRPC: churn past INDEX_REBUILD_CHURN rebuilds the graph, and Stats shows it", async () => {
+  test("over gRPC: churn past INDEX_REBUILD_CHURN rebuilds the graph; Stats and /metrics show it", async () => {
     const tmp = tempDir("rebuild-grpc");
-    const ann = await startTestAnn(tmp.dir, { INDEX_REBUILD_CHURN: "0.5", INDEX_REBUILD_MIN_POINTS: "1000" });
+    const metricsPort = await freePort();
+    const ann = await startTestAnn(tmp.dir, {
+      INDEX_REBUILD_CHURN: "0.5",
+      INDEX_REBUILD_MIN_POINTS: "1000",
+      METRICS_PORT: String(metricsPort),
+    });
+    const churnGauge = async () => {
+      const scrape = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+      return Number(/^ann_index_churn\{collection="g",[^}]*\} (\d+)/m.exec(scrape)?.[1]);
+    };
     try {
       await unary(ann.client.createCollection.bind(ann.client), createReq("g", DIMS));
       const vs = clustered(1200, DIMS, 40, 21);
@@ -211,6 +221,7 @@ describe("ann: index rebuilds", () => {
       let s = await stats();
       assert.equal(s.indexChurn, 599);
       assert.equal(s.lastRebuildMs, 0);
+      assert.equal(await churnGauge(), 599, "the ann_index_churn gauge");
       // One more reaches the threshold.
       await upsert(ann.client, [{ collection: "g", points: [point("p599", moved[599]!)] }]);
       const deadline = Date.now() + 60_000;
@@ -219,6 +230,7 @@ describe("ann: index rebuilds", () => {
         await new Promise((r) => setTimeout(r, 50));
       }
       assert.equal(s.indexChurn, 0);
+      assert.equal(await churnGauge(), 0);
       assert.equal(s.info?.count, 1200);
       const res = await unary(ann.client.search.bind(ann.client), searchReq("g", moved[5]!, { k: 1 }));
       assert.equal(res.hits[0]?.id, "p5", "a replaced point is found at its new vector");

@@ -28,7 +28,7 @@ export interface TestAnn {
   stop(): Promise<void>;
 }
 
-/** The real service in-process on a free loopback port, over a real data directory. */
+/** The real service in-process on a free loopback port, over a real data directory; `vars` add to its config. */
 export async function startTestAnn(dataDir: string, vars: Record<string, string> = {}): Promise<TestAnn> {
   const config = annConfig({
     PORT: "0",
@@ -38,9 +38,10 @@ export async function startTestAnn(dataDir: string, vars: Record<string, string>
     SNAPSHOT_INTERVAL_MS: "0",
     ...vars,
   });
+  // With METRICS_PORT the service makes its own meter and serves /metrics, as deployed.
   const ann = await startAnn(config, {
     log: createLogger("ann-test", config.LOG_LEVEL),
-    meter: globalMeter("ann-test"),
+    meter: vars.METRICS_PORT ? undefined : globalMeter("ann-test"),
   });
   const client = new AnnClient(`127.0.0.1:${ann.port}`, credentials.createInsecure());
   return {
