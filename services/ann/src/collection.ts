@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { FailedPreconditionError, type Logger, ResourceExhaustedError, UnavailableError } from "@tandem/service-kit";
+import { SearchBatcher } from "./batcher.js";
 import { exactTopK } from "./exact.js";
 import { type CompiledClause, FilterPlan, PayloadIndex } from "./filter.js";
 import { HnswIndex, type HnswParams, type MetricName, type Neighbours, type Quantization } from "./hnsw.js";
@@ -55,6 +56,8 @@ export interface CollectionOptions {
   rebuildChurn: number;
   /** Collections smaller than this are never rebuilt automatically. */
   rebuildMinPoints: number;
+  /** Most concurrent plain searches answered by one batched native call. */
+  searchBatchMax: number;
 }
 
 export interface NewPoint {
@@ -101,6 +104,8 @@ export class Collection {
   private touched: Set<number> | null = null;
   private lastRebuildMs = 0;
   private rebuildFailedAtMs = 0;
+  /** Plain HNSW searches go through it; it reads `this.index` when it runs, so a swap is seen. */
+  private readonly batcher: SearchBatcher;
 
   private constructor(
     readonly dir: string,
@@ -113,7 +118,12 @@ export class Collection {
     private manifest: SnapshotManifest | null,
     private _count: number,
     private nextKey: number,
-  ) {}
+  ) {
+    this.batcher = new SearchBatcher(
+      (queries, wanted, ef) => this.index.searchBatch(queries, wanted, ef),
+      opts.searchBatchMax,
+    );
+  }
 
   static params(meta: CollectionMeta): HnswParams {
     return {
@@ -333,12 +343,12 @@ export class Collection {
   }
 
   /** Nearest neighbours as (key, distance), best first. */
-  search(query: Float32Array, o: SearchOptions): Neighbours {
+  async search(query: Float32Array, o: SearchOptions): Promise<Neighbours> {
     this.checkReadable();
     if (this._count === 0) return { keys: [], distances: [] };
     if (o.filter === null) {
       if (o.exact) return this.exactOver(null, query, o.k);
-      const res = this.index.search(query, o.k, o.ef);
+      const res = await this.batcher.search(query, o.k, o.ef);
       return { keys: res.keys.slice(0, o.k), distances: res.distances.slice(0, o.k) };
     }
     const plan = new FilterPlan(this.filters, o.filter);

@@ -57,7 +57,13 @@ export const annConfigSchema = z.object({
     100_000_000,
     "largest candidate list a filtered HNSW search grows to before it falls back to an exact scan",
   ),
-  SEARCH_THREADS: env.int(0, 0, 256, "native threads for batched index work and rebuilds (0: one per CPU)"),
+  SEARCH_THREADS: env.int(0, 0, 256, "native threads for batched searches and rebuilds (0: one per CPU)"),
+  SEARCH_BATCH_MAX: env.int(
+    64,
+    1,
+    4096,
+    "most concurrent searches of one collection answered by one batched native call (1: one at a time)",
+  ),
   INDEX_REBUILD_CHURN: env.number(
     0.5,
     0,

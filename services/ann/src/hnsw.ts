@@ -73,6 +73,20 @@ export function usearchOptions(params: HnswParams) {
   };
 }
 
+/** One query's result rows, up to the first unfilled slot (the max key, or a NaN distance). */
+function neighboursOf(res: { keys: BigUint64Array; distances: Float32Array }): Neighbours {
+  const keys: number[] = [];
+  const distances: number[] = [];
+  for (let i = 0; i < res.keys.length; i++) {
+    const k = res.keys[i]!;
+    const d = res.distances[i]!;
+    if (k === 0xffffffffffffffffn || Number.isNaN(d)) break;
+    keys.push(Number(k));
+    distances.push(d);
+  }
+  return { keys, distances };
+}
+
 export class HnswIndex {
   private readonly index: Index;
   private readonly threads: number;
@@ -145,45 +159,16 @@ export class HnswIndex {
   search(query: Float32Array, wanted: number, ef: number): Neighbours {
     const n = Math.min(Math.max(wanted, ef), Math.max(1, this.size));
     if (this.size === 0) return { keys: [], distances: [] };
-    const res = this.index.search(query, n, 1);
-    const keys: number[] = [];
-    const distances: number[] = [];
-    for (let i = 0; i < res.keys.length; i++) {
-      const d = res.distances[i]!;
-      const k = res.keys[i]!;
-      // Unfilled slots come back as the max key / NaN-ish distances.
-      if (k === 0xffffffffffffffffn || Number.isNaN(d)) break;
-      keys.push(Number(k));
-      distances.push(d);
-    }
-    return { keys, distances };
+    return neighboursOf(this.index.search(query, n, 1));
   }
 
-  /** A batch of queries (one flat matrix) searched on the native thread pool. */
-  searchBatch(queries: Float32Array, wanted: number, ef: number): Neighbours[] {
-    const rows = queries.length / this.params.dims;
-    if (this.size === 0) return Array.from({ length: rows }, () => ({ keys: [], distances: [] }));
+  /** Several queries in one native call, spread over the thread pool; the same results as `search` for each. */
+  searchBatch(queries: Float32Array[], wanted: number, ef: number): Neighbours[] {
+    if (queries.length === 1) return [this.search(queries[0] as Float32Array, wanted, ef)];
+    if (this.size === 0) return queries.map(() => ({ keys: [], distances: [] }));
     const n = Math.min(Math.max(wanted, ef), this.size);
-    const out: Neighbours[] = [];
-    const threads = Math.min(this.threads, rows);
-    if (rows === 1) return [this.search(queries, wanted, ef)];
-    const rowsOf = Array.from({ length: rows }, (_, i) =>
-      queries.subarray(i * this.params.dims, (i + 1) * this.params.dims),
-    );
-    const res = this.index.search(rowsOf, n, threads);
-    for (let r = 0; r < rows; r++) {
-      const m = res.get(r);
-      const keys: number[] = [];
-      const distances: number[] = [];
-      for (let i = 0; i < m.keys.length; i++) {
-        const k = m.keys[i]!;
-        if (k === 0xffffffffffffffffn) break;
-        keys.push(Number(k));
-        distances.push(m.distances[i]!);
-      }
-      out.push({ keys, distances });
-    }
-    return out;
+    const res = this.index.search(queries, n, Math.min(this.threads, queries.length));
+    return queries.map((_, r) => neighboursOf(res.get(r)));
   }
 
   /** Writes the whole index to `path` (the caller fsyncs and renames). */

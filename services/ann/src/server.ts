@@ -184,7 +184,7 @@ export function annHandlers({ registry, encoder, config }: AnnDeps): Handlers<ty
         if (now.meta.space === c.meta.space && now.meta.dims === c.meta.dims) c = now;
       }
 
-      const res = c.search(query, { k, ef: req.ef === 0 ? c.meta.efSearch : req.ef, exact: req.exact, filter });
+      const res = await c.search(query, { k, ef: req.ef === 0 ? c.meta.efSearch : req.ef, exact: req.exact, filter });
       const hits: Hit[] = [];
       res.keys.forEach((key, i) => {
         const entry = c.entry(key);

@@ -72,6 +72,7 @@ export async function startAnn(config: AnnConfig, deps: { log?: Logger; meter?: 
         faultSnapshotStallMs: config.FAULT_SNAPSHOT_STALL_MS,
         rebuildChurn: config.INDEX_REBUILD_CHURN,
         rebuildMinPoints: config.INDEX_REBUILD_MIN_POINTS,
+        searchBatchMax: config.SEARCH_BATCH_MAX,
       },
       config.MAX_COLLECTIONS,
     );

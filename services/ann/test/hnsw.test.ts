@@ -53,3 +53,27 @@ test("grown from empty in 256-point batches past the one-thread size, with repla
   const top = index.search(vectors[2000]!, 1, 64);
   assert.equal(top.keys[0], 2000);
 });
+
+test("searchBatch answers each query as search does, and an empty index with empty results", () => {
+  const index = new HnswIndex({ dims: D, metric: "cosine", m: 16, efConstruction: 64, quantization: "f32" }, 2);
+  assert.deepEqual(index.searchBatch(uniform(3, 5), 10, 32), [
+    { keys: [], distances: [] },
+    { keys: [], distances: [] },
+    { keys: [], distances: [] },
+  ]);
+  const vectors = uniform(2000, 11);
+  const flat = new Float32Array(vectors.length * D);
+  for (const [i, v] of vectors.entries()) flat.set(v, i * D);
+  index.upsert(
+    vectors.map((_, i) => i),
+    flat,
+  );
+  const queries = uniform(50, 12);
+  const batched = index.searchBatch(queries, 10, 48);
+  assert.equal(batched.length, queries.length);
+  queries.forEach((q, i) => {
+    const one = index.search(q, 10, 48);
+    assert.equal(one.keys.length, 48, "max(wanted, ef) results");
+    assert.deepEqual(batched[i]!.keys, one.keys, `query ${i}`);
+  });
+});

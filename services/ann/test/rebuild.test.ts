@@ -35,6 +35,7 @@ const OPTS: CollectionOptions = {
   faultSnapshotStallMs: 0,
   rebuildChurn: 0, // the tests below start rebuilds themselves
   rebuildMinPoints: 1,
+  searchBatchMax: 64,
 };
 
 function newPoint(id: string, v: Float32Array): NewPoint {
@@ -46,8 +47,8 @@ async function open(dir: string): Promise<Collection> {
 }
 
 /** The id of the nearest point to `v` (HNSW, ef 64). */
-function top1(c: Collection, v: Float32Array): string | undefined {
-  const res = c.search(v, { k: 1, ef: 64, exact: false, filter: null });
+async function top1(c: Collection, v: Float32Array): Promise<string | undefined> {
+  const res = await c.search(v, { k: 1, ef: 64, exact: false, filter: null });
   return res.keys[0] === undefined ? undefined : c.entry(res.keys[0])?.id;
 }
 
@@ -103,24 +104,28 @@ describe("ann: index rebuilds", () => {
       );
       assert.equal(c.count, live.size);
 
-      const check = (col: Collection) => {
+      const check = async (col: Collection) => {
+        // All at once, as concurrent requests would: the searches go through the batcher.
+        const tops = await Promise.all([...live].map(([, v]) => top1(col, v)));
         let found = 0;
-        for (const [id, v] of live) if (top1(col, v) === id) found++;
+        [...live.keys()].forEach((id, i) => {
+          if (tops[i] === id) found++;
+        });
         // Each point is its own nearest neighbour; HNSW at ef 64 finds nearly all of them.
         assert.ok(found / live.size >= 0.99, `${found} of ${live.size} points are their own nearest neighbour`);
         for (const id of deleted) assert.equal(col.keyOf(id), undefined);
-        for (const p of [...fresh, ...replaced]) assert.equal(top1(col, p.values), p.id, `${p.id} is searchable`);
+        for (const p of [...fresh, ...replaced]) assert.equal(await top1(col, p.values), p.id, `${p.id} is searchable`);
         const points = [...live].map(([id, vector]) => ({ id, vector }));
         let hits = 0;
         const queries = clustered(50, DIMS, 80, 9);
         for (const q of queries) {
           const truth = new Set(bruteForce(points, q, 10).map((p) => p.id));
-          const got = col.search(q, { k: 10, ef: 64, exact: false, filter: null });
+          const got = await col.search(q, { k: 10, ef: 64, exact: false, filter: null });
           for (const key of got.keys) if (truth.has(col.entry(key)?.id ?? "")) hits++;
         }
         assert.ok(hits / (queries.length * 10) >= 0.95, `recall@10 ${hits / (queries.length * 10)}`);
       };
-      check(c);
+      await check(c);
       assert.deepEqual(
         readdirSync(dir).filter((f) => f.endsWith(".tmp")),
         [],
@@ -130,7 +135,7 @@ describe("ann: index rebuilds", () => {
       await c.close(true);
       c = await open(dir);
       assert.equal(c.count, live.size);
-      check(c);
+      await check(c);
     } finally {
       await c.close(false);
       tmp.remove();
@@ -157,7 +162,7 @@ describe("ann: index rebuilds", () => {
       await assert.rejects(c.rebuild(), /closed/, "a closed collection refuses a rebuild");
       c = await open(dir);
       assert.equal(c.count, vs.length);
-      assert.equal(top1(c, vs[123]!), "p123");
+      assert.equal(await top1(c, vs[123]!), "p123");
     } finally {
       await c.close(false);
       tmp.remove();
@@ -179,10 +184,8 @@ describe("ann: index rebuilds", () => {
       writeFileSync(`${dir}/${indexFile}`, "not a usearch file");
       c = await open(dir);
       assert.equal(c.count, vs.length);
-      let found = 0;
-      vs.forEach((v, i) => {
-        if (top1(c, v) === `p${i}`) found++;
-      });
+      const tops = await Promise.all(vs.map((v) => top1(c, v)));
+      const found = tops.filter((id, i) => id === `p${i}`).length;
       assert.ok(found / vs.length >= 0.99, `${found} of ${vs.length} points are their own nearest neighbour`);
       assert.deepEqual(
         readdirSync(dir).filter((f) => f.endsWith(".tmp")),

@@ -63,6 +63,7 @@ const col = await Collection.open(dir, {
   faultSnapshotStallMs: 0,
   rebuildChurn: 0, // rebuilt below, once, on purpose
   rebuildMinPoints: 1,
+  searchBatchMax: 1, // one query at a time: recall is the graph's, whatever the batching
 });
 
 /** Which data row each point id holds now. */
@@ -82,22 +83,24 @@ await write(Array.from({ length: N }, (_, i) => i));
 const buildS = (performance.now() - t0) / 1000;
 log(`built ${N} x ${DIMS} in ${buildS.toFixed(1)} s`);
 
-function recall(): number[] {
+async function recall(): Promise<number[]> {
   const live = new Float32Array(N * DIMS);
   for (let id = 0; id < N; id++) live.set(row(data.base, current[id]!, DIMS), id * DIMS);
   const truth = usearch.exactSearch(live, data.queries, DIMS, K, usearch.MetricKind.Cos, 0);
-  return EFS.map((ef) => {
+  const out: number[] = [];
+  for (const ef of EFS) {
     let hits = 0;
     for (let q = 0; q < NQ; q++) {
       const want = new Set(Array.from(truth.keys.subarray(q * K, (q + 1) * K), Number));
-      const got = col.search(row(data.queries, q, DIMS), { k: K, ef, exact: false, filter: null });
+      const got = await col.search(row(data.queries, q, DIMS), { k: K, ef, exact: false, filter: null });
       for (const key of got.keys) if (want.has(Number(col.entry(key)?.id.slice(1)))) hits++;
     }
-    return hits / (NQ * K);
-  });
+    out.push(hits / (NQ * K));
+  }
+  return out;
 }
 
-const fresh = recall();
+const fresh = await recall();
 const perRound: number[][] = [];
 let next = N;
 for (let r = 0; r < ROUNDS; r++) {
@@ -110,7 +113,7 @@ for (let r = 0; r < ROUNDS; r++) {
   ids.length = replaces;
   for (const id of ids) current[id] = next++;
   await write(ids);
-  perRound.push(recall());
+  perRound.push(await recall());
   log(`round ${r + 1}: replaced ${replaces}, churn ${col.stats().indexChurn}`);
 }
 const churn = col.stats().indexChurn;
@@ -128,7 +131,7 @@ const swapped = await col.rebuild();
 const rebuildS = (performance.now() - t0) / 1000;
 clearInterval(ticker);
 if (!swapped) throw new Error("the rebuild did not swap");
-const rebuilt = recall();
+const rebuilt = await recall();
 await col.close(false);
 rmSync(join(dir, ".."), { recursive: true, force: true });
 

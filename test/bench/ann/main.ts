@@ -1,8 +1,9 @@
 // ANN benchmark: the bare usearch library in-process, hnswlib-node (the
 // alternative the library choice was made against), and the ANN service over
 // gRPC in its own process (as deployed), on the same clustered synthetic
-// vectors, with brute force as ground truth. Bounded loops, 127.0.0.1 only.
-// Prints tables, then one JSON line.
+// vectors, with brute force as ground truth. The service's concurrent cells run
+// twice: with its search batching, then restarted with SEARCH_BATCH_MAX=1.
+// Bounded loops, 127.0.0.1 only. Prints tables, then one JSON line.
 //
 //   pnpm bench:ann                 # n=100k x 768
 //   pnpm bench:ann --n 1000000     # the full run
@@ -216,14 +217,15 @@ if (!args["skip-hnswlib"]) {
 const dataDir = mkdtempSync(join(tmpdir(), "bench-ann-"));
 const port = await freePort();
 log(`service: starting services/ann on 127.0.0.1:${port} (data ${dataDir})`);
-const svc = await startServiceProcess("services/ann/src/main.ts", port, {
+const svcEnv = {
   DATA_DIR: dataDir,
   HOST: "127.0.0.1",
   MAX_MESSAGE_BYTES: String(64 * 2 ** 20),
   MAX_POINTS_PER_REQUEST: "1000",
   SNAPSHOT_INTERVAL_MS: "0",
-});
-const client = annClient(port);
+};
+let svc = await startServiceProcess("services/ann/src/main.ts", port, svcEnv);
+let client = annClient(port);
 const call = <Req, Res>(m: Parameters<typeof unary<Req, Res>>[0], req: Req) => unary(m, req, { timeoutMs: 600_000 });
 
 function upsertStream(c: AnnClient, messages: UpsertRequest[]): Promise<unknown> {
@@ -234,7 +236,7 @@ function upsertStream(c: AnnClient, messages: UpsertRequest[]): Promise<unknown>
   });
 }
 
-let svcRuns: Array<{ ef: number; one: Measure; many: Measure }> = [];
+let svcRuns: Array<{ ef: number; one: Measure; many: Measure; unbatched?: Measure }> = [];
 let ingestS = 0;
 let svcRssMb = 0;
 let svcStats: { memoryBytes: number; diskBytes: number } = { memoryBytes: 0, diskBytes: 0 };
@@ -277,7 +279,6 @@ try {
     payloadFields: [],
     withVectors: false,
   });
-  const search = client.search.bind(client);
 
   async function serviceLoad(ef: number, clients: number, total: number): Promise<Measure> {
     const lat: number[] = [];
@@ -291,7 +292,7 @@ try {
           const i = next++;
           const q = i % NQ;
           const t = performance.now();
-          const res = await unary(search, req(q, ef), { timeoutMs: 30_000 });
+          const res = await unary(client.search.bind(client), req(q, ef), { timeoutMs: 30_000 });
           lat.push(performance.now() - t);
           if (i < NQ) {
             recall += recallOf(
@@ -318,6 +319,18 @@ try {
     log(`service: ef=${ef}`);
     svcRuns.push({ ef, one: await serviceLoad(ef, 1, REQUESTS), many: await serviceLoad(ef, CONC, REQUESTS) });
   }
+
+  // The same concurrent cells with SEARCH_BATCH_MAX=1 (one native call per search, on the event
+  // loop): the service restarted on its own data, so only the batching differs.
+  client.close();
+  await svc.stop(60_000);
+  svc = await startServiceProcess("services/ann/src/main.ts", port, { ...svcEnv, SEARCH_BATCH_MAX: "1" });
+  client = annClient(port);
+  await serviceLoad(EFS[0]!, 4, 200);
+  for (const r of svcRuns) {
+    log(`service, one search per call: ef=${r.ef}`);
+    r.unbatched = await serviceLoad(r.ef, CONC, REQUESTS);
+  }
 } finally {
   client.close();
   await svc.stop(60_000);
@@ -340,9 +353,9 @@ console.log(
 );
 console.log("");
 console.log(
-  `| ef | recall@10 bare | recall@10 service | bare qps 1 | service qps 1 | bare qps ${CONC} (batch) | service qps ${CONC} | ratio ${CONC} | service p50/p99 ms @${CONC} | hnswlib recall | hnswlib qps 1 |`,
+  `| ef | recall@10 bare | recall@10 service | bare qps 1 | service qps 1 | bare qps ${CONC} (batch) | service qps ${CONC} | ratio ${CONC} | service p50/p99 ms @${CONC} | service qps ${CONC}, one search per call | batching gain | hnswlib recall | hnswlib qps 1 |`,
 );
-console.log("|---|---|---|---|---|---|---|---|---|---|---|");
+console.log("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
 const rows = EFS.map((ef, i) => {
   const b = bareRuns[i]!;
   const s = svcRuns[i]!;
@@ -357,6 +370,8 @@ const rows = EFS.map((ef, i) => {
     qps_16: round(s.many.qps, 0),
     service_ratio: round(s.many.qps / b.many.qps, 3),
     service_ratio_1: round(s.one.qps / b.one.qps, 3),
+    qps_16_unbatched: s.unbatched ? round(s.unbatched.qps, 0) : null,
+    batching_gain: s.unbatched ? round(s.many.qps / s.unbatched.qps, 3) : null,
     p50_ms_1: round(s.one.p50, 3),
     p99_ms_1: round(s.one.p99, 3),
     p50_ms_16: round(s.many.p50, 3),
@@ -366,7 +381,7 @@ const rows = EFS.map((ef, i) => {
     hnswlib_qps_1: h ? round(h.one.qps, 0) : null,
   };
   console.log(
-    `| ${ef} | ${r.recall_bare} | ${r.recall_service} | ${r.bare_qps_1} | ${r.qps_1} | ${r.bare_qps_16} | ${r.qps_16} | ${r.service_ratio} | ${r.p50_ms_16}/${r.p99_ms_16} | ${r.hnswlib_recall ?? "-"} | ${r.hnswlib_qps_1 ?? "-"} |`,
+    `| ${ef} | ${r.recall_bare} | ${r.recall_service} | ${r.bare_qps_1} | ${r.qps_1} | ${r.bare_qps_16} | ${r.qps_16} | ${r.service_ratio} | ${r.p50_ms_16}/${r.p99_ms_16} | ${r.qps_16_unbatched ?? "-"} | ${r.batching_gain ?? "-"} | ${r.hnswlib_recall ?? "-"} | ${r.hnswlib_qps_1 ?? "-"} |`,
   );
   return r;
 });
@@ -385,6 +400,7 @@ console.log(
     bare_qps_16: head.bare_qps_16,
     service_ratio: head.service_ratio,
     service_ratio_1: head.service_ratio_1,
+    batching_gain: head.batching_gain,
     p99_ms_16: head.p99_ms_16,
     build_s: round(bareBuildS, 1),
     hnswlib_build_s: hnsw ? round(hnsw.buildS, 1) : null,
