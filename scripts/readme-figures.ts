@@ -3,8 +3,10 @@
 //   config      the configuration tables, from the services' zod schemas (the enforced ones)
 //   eval        one table per report in docs/figures/eval-*.json (saved by `tandem eval --json`)
 //   bench-*     the output of a benchmark run, saved in docs/figures/bench-*.txt
-// Usage: pnpm readme           rewrite README.md
-//        pnpm readme --check   exit 1 when README.md differs from what would be written
+// Every README of the repository (the top level's, each service's and package's, training's) is
+// rendered the same way; a README without markers is left as it is.
+// Usage: pnpm readme           rewrite the READMEs that changed
+//        pnpm readme --check   exit 1 when a README differs from what would be written
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { markdownTable } from "../packages/cli/src/eval/report.js";
@@ -93,24 +95,44 @@ function render(name: string): string {
   throw new Error(`unknown generated block "${name}"`);
 }
 
-const BLOCK = /(<!-- generated:([\w-]+) -->\n)[\s\S]*?(\n<!-- \/generated:\2 -->)/g;
+// An empty block (the markers on consecutive lines) matches too, so a new one renders on the first run.
+const BLOCK = /(<!-- generated:([\w-]+) -->\n)(?:[\s\S]*?\n)?(<!-- \/generated:\2 -->)/g;
 
 /** README text with every generated block re-rendered. */
 export function regenerate(readme: string): string {
-  return readme.replace(BLOCK, (_all, open: string, name: string, close: string) => `${open}${render(name)}${close}`);
+  return readme.replace(BLOCK, (_all, open: string, name: string, close: string) => `${open}${render(name)}\n${close}`);
+}
+
+/** The repository's READMEs, relative to its root: the top level's, then those one or two folders down. */
+export function readmes(): string[] {
+  const skip = new Set(["node_modules", ".cache", ".git", "docs"]);
+  const below = (dir: string, depth: number): string[] =>
+    readdirSync(join(ROOT, dir), { withFileTypes: true })
+      .filter((e) => e.isDirectory() && !skip.has(e.name) && !e.name.startsWith("."))
+      .sort((a, b) => a.name.localeCompare(b.name))
+      .flatMap((e) => {
+        const sub = dir ? `${dir}/${e.name}` : e.name;
+        const own = existsSync(join(ROOT, sub, "README.md")) ? [`${sub}/README.md`] : [];
+        return depth > 1 ? [...own, ...below(sub, depth - 1)] : own;
+      });
+  return ["README.md", ...below("", 2)];
 }
 
 if (process.argv[1] === import.meta.filename) {
-  const path = join(ROOT, "README.md");
-  const current = readFileSync(path, "utf8");
-  const next = regenerate(current);
-  if (process.argv.includes("--check")) {
-    if (next !== current) {
-      process.stderr.write("README.md is out of date with its sources: run `pnpm readme`\n");
-      process.exit(1);
+  const stale: string[] = [];
+  for (const file of readmes()) {
+    const path = join(ROOT, file);
+    const current = readFileSync(path, "utf8");
+    const next = regenerate(current);
+    if (next === current) continue;
+    stale.push(file);
+    if (!process.argv.includes("--check")) {
+      writeFileSync(path, next);
+      process.stdout.write(`${file} regenerated\n`);
     }
-  } else if (next !== current) {
-    writeFileSync(path, next);
-    process.stdout.write("README.md regenerated\n");
+  }
+  if (process.argv.includes("--check") && stale.length > 0) {
+    process.stderr.write(`out of date with their sources: ${stale.join(", ")}; run \`pnpm readme\`\n`);
+    process.exit(1);
   }
 }

@@ -1,4 +1,4 @@
-// The README's generated blocks (configuration tables from the config schemas,
+// The READMEs' generated blocks (configuration tables from the config schemas,
 // eval tables and benchmark output from docs/figures) must equal what
 // `pnpm readme` writes: a variable added to a schema, or a figure edited by
 // hand, fails here until the README is regenerated.
@@ -6,13 +6,30 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
-import { regenerate } from "../../scripts/readme-figures.js";
+import { readmes, regenerate } from "../../scripts/readme-figures.js";
 import { REPO_ROOT } from "../support/paths.js";
 
-test("README.md is what its sources generate", () => {
-  const readme = readFileSync(join(REPO_ROOT, "README.md"), "utf8");
-  assert.match(readme, /<!-- generated:config -->/);
-  assert.equal(regenerate(readme), readme, "README.md is out of date: run `pnpm readme`");
+test("every README is what its sources generate", () => {
+  const files = readmes();
+  // The services' benchmark tables are generated too, not only the top level's blocks.
+  for (const file of ["README.md", "services/ann/README.md", "services/doc-indexer/README.md"]) {
+    assert.ok(files.includes(file), `${file} is among the READMEs regenerated`);
+  }
+  assert.match(readFileSync(join(REPO_ROOT, "README.md"), "utf8"), /<!-- generated:config -->/);
+  for (const file of files) {
+    const readme = readFileSync(join(REPO_ROOT, file), "utf8");
+    assert.equal(regenerate(readme), readme, `${file} is out of date: run \`pnpm readme\``);
+  }
+});
+
+test("an empty block renders on the first run, and rendering again changes nothing", () => {
+  const empty = "intro\n<!-- generated:bench-indexer -->\n<!-- /generated:bench-indexer -->\nafter\n";
+  const once = regenerate(empty);
+  assert.match(
+    once,
+    /<!-- generated:bench-indexer -->\n```\n# indexer benchmark[\s\S]*\n```\n<!-- \/generated:bench-indexer -->\nafter/,
+  );
+  assert.equal(regenerate(once), once);
 });
 
 test("every configuration variable of every service is documented", () => {

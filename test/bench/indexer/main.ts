@@ -4,7 +4,8 @@
 //
 //   pnpm bench:indexer [--bundle DIR] [--provider cpu|cuda] [--docs N] [--threads T]
 //
-// The last line of output is one JSON object. queue_overhead_ratio = pipeline docs/s divided
+// Stdout is a markdown table, then one JSON object on the last line (save both, as
+// docs/figures/bench-indexer.txt, for `pnpm readme`); progress goes to stderr. queue_overhead_ratio = pipeline docs/s divided
 // by bare docs/s, per round (the two run back to back), median over rounds (1.0: the queue costs
 // nothing; the target is >= 0.85). docs_per_s / bare_docs_per_s are the medians of each side.
 import { mkdtempSync, rmSync } from "node:fs";
@@ -188,5 +189,15 @@ const result = {
   ann: annKind,
   rounds: bareRuns.length,
 };
+console.log(
+  `# indexer benchmark — ${result.machine}, provider ${provider}, ${threads} intra-op threads, first ${N} scifact documents, ${result.ann} in the same process`,
+);
+console.log(
+  "| teacher | docs | tokens | batches | padding | pipeline docs/s | bare docs/s | ratio per round | queue_overhead_ratio |",
+);
+console.log("|---|---|---|---|---|---|---|---|---|");
+console.log(
+  `| ${result.bundle} | ${N} | ${tokens} | ${result.batches} | ${(result.padding_waste * 100).toFixed(1)} % | ${result.docs_per_s} | ${result.bare_docs_per_s} | ${result.round_ratios.join(", ")} | ${result.queue_overhead_ratio} |`,
+);
 console.log(JSON.stringify(result));
 process.exit(0);
