@@ -160,34 +160,26 @@ export async function runEval(opts: EvalOptions): Promise<EvalReport> {
         : await indexTower(withAnn(), set, await model(tower));
     }
 
+    type Side = Omit<ModeResult, "mode" | "label" | "pctOfTeacher">;
+    const denseSide = async (mode: DenseModeId): Promise<Side> => {
+      const q = await model(MODES[mode].query);
+      const d = await model(MODES[mode].docs);
+      const collection = (collections[MODES[mode].docs] as { name: string }).name;
+      const run = await runMode(withAnn(), set, q, collection);
+      return { queryBundle: q.info.bundleName, docBundle: d.info.bundleName, space: d.info.space, ...run };
+    };
+    const lexicalSide = async (): Promise<Side> => ({
+      queryBundle: "bm25",
+      docBundle: "bm25",
+      space: "lexical",
+      ...(await runBm25(set, opts.log)),
+    });
+
     const results: ModeResult[] = [];
     for (const mode of opts.modes) {
       const spec = MODES[mode];
-      let r: ModeResult;
-      if (isDense(mode)) {
-        const q = await model(MODES[mode].query);
-        const d = await model(MODES[mode].docs);
-        const collection = (collections[MODES[mode].docs] as { name: string }).name;
-        r = {
-          mode,
-          label: spec.label,
-          queryBundle: q.info.bundleName,
-          docBundle: d.info.bundleName,
-          space: d.info.space,
-          ...(await runMode(withAnn(), set, q, collection)),
-          pctOfTeacher: null,
-        };
-      } else {
-        r = {
-          mode,
-          label: spec.label,
-          queryBundle: "bm25",
-          docBundle: "bm25",
-          space: "lexical",
-          ...(await runBm25(set, opts.log)),
-          pctOfTeacher: null,
-        };
-      }
+      const side = isDense(mode) ? await denseSide(mode) : await lexicalSide();
+      const r: ModeResult = { mode, label: spec.label, ...side, pctOfTeacher: null };
       results.push(r);
       opts.log(
         `${spec.label}: nDCG@10 ${(r.hnsw.ndcg10 * 100).toFixed(2)} (exact ${(r.exact.ndcg10 * 100).toFixed(2)}), ` +
