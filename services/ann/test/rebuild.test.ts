@@ -52,27 +52,48 @@ async function top1(c: Collection, v: Float32Array): Promise<string | undefined>
   return res.keys[0] === undefined ? undefined : c.entry(res.keys[0])?.id;
 }
 
+/** Writes `vectors` as points p0, p1, ... in upserts of 1,000. */
+async function writeAll(c: Collection, vectors: Float32Array[]): Promise<void> {
+  for (let i = 0; i < vectors.length; i += 1000) {
+    await c.upsert(vectors.slice(i, i + 1000).map((v, j) => newPoint(`p${i + j}`, v)));
+  }
+}
+
+/** A collection in a directory of its own, holding `vectors` as p0, p1, ...; `body` may close and reopen it through the handle. */
+async function withCollection(
+  name: string,
+  vectors: Float32Array[],
+  body: (h: { c: Collection; dir: string }) => Promise<void>,
+): Promise<void> {
+  const tmp = tempDir(name);
+  const dir = `${tmp.dir}/churn`;
+  await Collection.initialise(dir, META);
+  const h = { c: await open(dir), dir };
+  try {
+    await writeAll(h.c, vectors);
+    await body(h);
+  } finally {
+    await h.c.close(false);
+    tmp.remove();
+  }
+}
+
+/** Files a rebuild or a snapshot left behind. */
+const leftovers = (dir: string) => readdirSync(dir).filter((f) => f.endsWith(".tmp"));
+
 describe("ann: index rebuilds", () => {
   test("writes made during a rebuild are in the new graph; churn is counted and reset; a restart keeps it all", async () => {
-    const tmp = tempDir("rebuild");
-    const dir = `${tmp.dir}/churn`;
-    await Collection.initialise(dir, META);
-    let c = await open(dir);
-    try {
-      const N = 8000;
-      const base = clustered(N + 200, DIMS, 80, 7);
+    const N = 8000;
+    const base = clustered(N + 200, DIMS, 80, 7);
+    await withCollection("rebuild", base.slice(0, N), async (h) => {
+      const c = h.c;
       const live = new Map<string, Float32Array>();
-      for (let i = 0; i < N; i += 1000) {
-        await c.upsert(base.slice(i, i + 1000).map((v, j) => newPoint(`p${i + j}`, v)));
-      }
       for (let i = 0; i < N; i++) live.set(`p${i}`, base[i]!);
       assert.equal(c.stats().indexChurn, 0, "first writes are not churn");
 
       // Replace half of the points with other vectors: churn 4,000.
       const moved = clustered(N / 2, DIMS, 80, 8);
-      for (let i = 0; i < N / 2; i += 1000) {
-        await c.upsert(moved.slice(i, i + 1000).map((v, j) => newPoint(`p${i + j}`, v)));
-      }
+      await writeAll(c, moved);
       for (let i = 0; i < N / 2; i++) live.set(`p${i}`, moved[i]!);
       assert.equal(c.stats().indexChurn, N / 2);
 
@@ -126,75 +147,43 @@ describe("ann: index rebuilds", () => {
         assert.ok(hits / (queries.length * 10) >= 0.95, `recall@10 ${hits / (queries.length * 10)}`);
       };
       await check(c);
-      assert.deepEqual(
-        readdirSync(dir).filter((f) => f.endsWith(".tmp")),
-        [],
-        "the rebuild's file is gone",
-      );
+      assert.deepEqual(leftovers(h.dir), [], "the rebuild's file is gone");
 
       await c.close(true);
-      c = await open(dir);
-      assert.equal(c.count, live.size);
-      await check(c);
-    } finally {
-      await c.close(false);
-      tmp.remove();
-    }
+      h.c = await open(h.dir);
+      assert.equal(h.c.count, live.size);
+      await check(h.c);
+    });
   });
 
   test("a close during a rebuild abandons it: no error, no file left, the data intact", async () => {
-    const tmp = tempDir("rebuild-close");
-    const dir = `${tmp.dir}/churn`;
-    await Collection.initialise(dir, META);
-    let c = await open(dir);
-    try {
-      const vs = clustered(6000, DIMS, 60, 11);
-      for (let i = 0; i < vs.length; i += 1000) {
-        await c.upsert(vs.slice(i, i + 1000).map((v, j) => newPoint(`p${i + j}`, v)));
-      }
-      const rebuild = c.rebuild();
-      await c.close(true);
+    const vs = clustered(6000, DIMS, 60, 11);
+    await withCollection("rebuild-close", vs, async (h) => {
+      const rebuild = h.c.rebuild();
+      await h.c.close(true);
       assert.equal(await rebuild, false, "the rebuild reports that it did not swap");
-      assert.deepEqual(
-        readdirSync(dir).filter((f) => f.endsWith(".tmp")),
-        [],
-      );
-      await assert.rejects(c.rebuild(), /closed/, "a closed collection refuses a rebuild");
-      c = await open(dir);
-      assert.equal(c.count, vs.length);
-      assert.equal(await top1(c, vs[123]!), "p123");
-    } finally {
-      await c.close(false);
-      tmp.remove();
-    }
+      assert.deepEqual(leftovers(h.dir), []);
+      await assert.rejects(h.c.rebuild(), /closed/, "a closed collection refuses a rebuild");
+      h.c = await open(h.dir);
+      assert.equal(h.c.count, vs.length);
+      assert.equal(await top1(h.c, vs[123]!), "p123");
+    });
   });
 
   test("a restart whose snapshot index is unreadable rebuilds the graph from the store", async () => {
-    const tmp = tempDir("rebuild-restart");
-    const dir = `${tmp.dir}/churn`;
-    await Collection.initialise(dir, META);
-    let c = await open(dir);
-    try {
-      const vs = clustered(3000, DIMS, 30, 31);
-      for (let i = 0; i < vs.length; i += 1000) {
-        await c.upsert(vs.slice(i, i + 1000).map((v, j) => newPoint(`p${i + j}`, v)));
-      }
-      await c.close(true);
-      const { indexFile } = JSON.parse(readFileSync(`${dir}/snapshot.json`, "utf8")) as { indexFile: string };
-      writeFileSync(`${dir}/${indexFile}`, "not a usearch file");
-      c = await open(dir);
-      assert.equal(c.count, vs.length);
-      const tops = await Promise.all(vs.map((v) => top1(c, v)));
+    const vs = clustered(3000, DIMS, 30, 31);
+    await withCollection("rebuild-restart", vs, async (h) => {
+      await h.c.close(true);
+      const { indexFile } = JSON.parse(readFileSync(`${h.dir}/snapshot.json`, "utf8")) as { indexFile: string };
+      writeFileSync(`${h.dir}/${indexFile}`, "not a usearch file");
+      h.c = await open(h.dir);
+      assert.equal(h.c.count, vs.length);
+      const reopened = h.c;
+      const tops = await Promise.all(vs.map((v) => top1(reopened, v)));
       const found = tops.filter((id, i) => id === `p${i}`).length;
       assert.ok(found / vs.length >= 0.99, `${found} of ${vs.length} points are their own nearest neighbour`);
-      assert.deepEqual(
-        readdirSync(dir).filter((f) => f.endsWith(".tmp")),
-        [],
-      );
-    } finally {
-      await c.close(false);
-      tmp.remove();
-    }
+      assert.deepEqual(leftovers(h.dir), []);
+    });
   });
 
   test("over gRPC: churn past INDEX_REBUILD_CHURN rebuilds the graph; Stats and /metrics show it", async () => {
