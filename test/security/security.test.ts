@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { mkdtempSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -9,9 +8,10 @@ import { type EncodeRequest, type EncodeResponse, QueryEncoderClient, TextKind }
 import { encoderConfig, type RunningEncoder, startQueryEncoder } from "@tandem/query-encoder";
 import { bearerMetadata, type ClientSecurity, clientTransport, serverSecurity, unary } from "@tandem/service-kit";
 import { makeTestPki, type TestPki } from "../support/certs.js";
+import { tandem } from "../support/cli.js";
 import { checkHealth, expectStatus } from "../support/grpc.js";
 import { freePort } from "../support/net.js";
-import { bundleDir, REPO_ROOT } from "../support/paths.js";
+import { bundleDir } from "../support/paths.js";
 
 /**
  * Security on the real query-encoder: bearer tokens (plaintext and over mTLS),
@@ -163,22 +163,6 @@ describe("TLS", () => {
     rogue.close();
   });
 });
-
-/** The `tandem` CLI as a user runs it, with extra environment variables; resolves with its exit code and output. */
-function tandem(
-  args: string[],
-  vars: Record<string, string>,
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  const argv = ["--conditions=tandem-src", "--import", "tsx", "packages/cli/src/main.ts", ...args];
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      argv,
-      { cwd: REPO_ROOT, env: { ...process.env, ...vars }, timeout: 60_000 },
-      (err, stdout, stderr) => resolve({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr }),
-    );
-  });
-}
 
 describe("mTLS + tokens", () => {
   let svc: RunningEncoder;

@@ -108,6 +108,19 @@ program
   });
 
 program
+  .command("rebuild")
+  .description(
+    "rebuild a collection's HNSW graph from its stored vectors (after many replaces or deletes), with a progress bar",
+  )
+  .argument("<collection>", "collection or alias")
+  .option("--json", "machine-readable output")
+  .addOption(addrOption("ann"))
+  .action(async (collection: string, flags) => {
+    const { rebuildCommand } = await import("./commands/rebuild.js");
+    process.exitCode = await rebuildCommand(collection, flags);
+  });
+
+program
   .command("eval")
   .description(
     "retrieval quality on a BEIR dataset: teacher/teacher, student/teacher (asymmetric), student/student and BM25, HNSW and exact, nDCG@10 and Recall@100",

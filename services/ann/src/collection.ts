@@ -405,6 +405,8 @@ export class Collection {
     lastSnapshotMs: number;
     indexChurn: number;
     lastRebuildMs: number;
+    rebuildInserted: number;
+    rebuildTotal: number;
   } {
     return {
       memoryBytes: this.index.memoryBytes,
@@ -414,6 +416,8 @@ export class Collection {
       lastSnapshotMs: this.manifest?.takenAtMs ?? 0,
       indexChurn: this.indexChurn,
       lastRebuildMs: this.lastRebuildMs,
+      rebuildInserted: this.builder?.inserted ?? 0,
+      rebuildTotal: this.builder?.total ?? 0,
     };
   }
 

@@ -25,6 +25,7 @@ parentPort.on("message", (msg) => {
   try {
     if (msg.kind === "add") {
       add(msg.keys, msg.matrix);
+      parentPort.postMessage({ kind: "added", rows: msg.keys.length });
     } else if (msg.kind === "save") {
       index.save(path);
       parentPort.postMessage({ kind: "saved" });

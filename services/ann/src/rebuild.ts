@@ -26,6 +26,9 @@ export class GraphBuilder {
   private waiting: { resolve(): void; reject(err: Error): void } | null = null;
   /** True once `terminate` was called: a failure after it is the stop, not a fault. */
   abandoned = false;
+  /** Points in the new graph so far, of `total` (Stats shows them while a rebuild runs). */
+  inserted = 0;
+  total = 0;
 
   constructor(
     private readonly params: HnswParams,
@@ -35,8 +38,10 @@ export class GraphBuilder {
     this.thread = new Worker(THREAD_ENTRY, {
       workerData: { options: usearchOptions(params), threads, serialFirst: PARALLEL_ADD_MIN_SIZE, path },
     });
-    this.thread.on("message", (msg: { kind: "saved" } | { kind: "failed"; message: string }) => {
-      this.settle(msg.kind === "saved" ? null : new Error(`index rebuild thread: ${msg.message}`));
+    type Message = { kind: "added"; rows: number } | { kind: "saved" } | { kind: "failed"; message: string };
+    this.thread.on("message", (msg: Message) => {
+      if (msg.kind === "added") this.inserted += msg.rows;
+      else this.settle(msg.kind === "saved" ? null : new Error(`index rebuild thread: ${msg.message}`));
     });
     this.thread.on("error", (err) => this.settle(err));
     this.thread.on("exit", (code) => this.settle(new Error(`index rebuild thread exited (code ${code})`)));
@@ -50,6 +55,7 @@ export class GraphBuilder {
   async build(source: VectorSource, stopped: () => boolean): Promise<HnswIndex | null> {
     try {
       const keys = source.allKeys();
+      this.total = keys.length;
       for (let i = 0; i < keys.length; i += CHUNK_ROWS) {
         if (stopped() || this.abandoned) return null;
         if (this.failure) throw this.failure;

@@ -94,6 +94,17 @@ export function annHandlers({ registry, encoder, config }: AnnDeps): Handlers<ty
       return { info: info(c), ...c.stats() };
     },
 
+    async rebuildIndex(req) {
+      const c = reg().resolve(collectionName(req.collection));
+      const started = performance.now();
+      if (!(await c.rebuild())) {
+        throw new UnavailableError(
+          `collection ${c.meta.name} was closed (dropped or shutting down) before its rebuilt graph was swapped in`,
+        );
+      }
+      return { collection: c.meta.name, points: c.count, tookMs: Math.round(performance.now() - started) };
+    },
+
     async upsert(requests, ctx) {
       let target: Collection | null = null;
       let name = "";

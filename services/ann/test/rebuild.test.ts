@@ -5,10 +5,22 @@
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { describe, test } from "node:test";
+import { status } from "@grpc/grpc-js";
 import { createLogger } from "@tandem/service-kit";
 import { freePort } from "../../../test/support/net.js";
 import { Collection, type CollectionMeta, type CollectionOptions, type NewPoint } from "../src/collection.js";
-import { bruteForce, clustered, createReq, point, searchReq, startTestAnn, tempDir, unary, upsert } from "./support.js";
+import {
+  bruteForce,
+  clustered,
+  createReq,
+  failure,
+  point,
+  searchReq,
+  startTestAnn,
+  tempDir,
+  unary,
+  upsert,
+} from "./support.js";
 
 const DIMS = 32;
 
@@ -228,6 +240,52 @@ describe("ann: index rebuilds", () => {
       assert.equal(res.hits[0]?.id, "p5", "a replaced point is found at its new vector");
       const kept = await unary(ann.client.search.bind(ann.client), searchReq("g", vs[900]!, { k: 1 }));
       assert.equal(kept.hits[0]?.id, "p900");
+    } finally {
+      await ann.stop();
+      tmp.remove();
+    }
+  });
+
+  test("RebuildIndex over gRPC: Stats shows its progress, it answers after the swap; an unknown name is NOT_FOUND", async () => {
+    const tmp = tempDir("rebuild-rpc");
+    const ann = await startTestAnn(tmp.dir, { INDEX_REBUILD_CHURN: "0" });
+    try {
+      await unary(ann.client.createCollection.bind(ann.client), createReq("r", DIMS));
+      const vs = clustered(8000, DIMS, 60, 41);
+      const all = vs.map((v, i) => point(`p${i}`, v));
+      await upsert(
+        ann.client,
+        Array.from({ length: 8 }, (_, m) => ({ collection: "r", points: all.slice(m * 1000, (m + 1) * 1000) })),
+      );
+      await unary(ann.client.setAlias.bind(ann.client), { alias: "live", collection: "r" });
+      const stats = () => unary(ann.client.stats.bind(ann.client), { collection: "r" });
+
+      let answered = false;
+      const call = unary(ann.client.rebuildIndex.bind(ann.client), { collection: "live" }).finally(() => {
+        answered = true;
+      });
+      const seen: Array<{ inserted: number; total: number }> = [];
+      while (!answered) {
+        const s = await stats();
+        if (s.rebuildTotal > 0) seen.push({ inserted: s.rebuildInserted, total: s.rebuildTotal });
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      const res = await call;
+      assert.equal(res.collection, "r", "the alias is resolved");
+      assert.equal(res.points, 8000);
+      assert.ok(seen.length > 0, "Stats showed the rebuild while it ran");
+      for (const p of seen) {
+        assert.equal(p.total, 8000);
+        assert.ok(p.inserted <= p.total);
+      }
+      const after = await stats();
+      assert.equal(after.rebuildTotal, 0);
+      assert.ok(after.lastRebuildMs > 0);
+      const hit = await unary(ann.client.search.bind(ann.client), searchReq("live", vs[4321]!, { k: 1 }));
+      assert.equal(hit.hits[0]?.id, "p4321");
+
+      const unknown = await failure(unary(ann.client.rebuildIndex.bind(ann.client), { collection: "nope" }));
+      assert.equal(unknown.code, status.NOT_FOUND);
     } finally {
       await ann.stop();
       tmp.remove();

@@ -1,0 +1,65 @@
+import { unary } from "@tandem/service-kit";
+import { SingleBar } from "cli-progress";
+import { address } from "../addresses.js";
+import { annClient, describeError } from "../clients.js";
+
+export interface RebuildFlags {
+  json?: boolean;
+  ann?: string;
+}
+
+const POLL_MS = 500;
+
+/**
+ * RebuildIndex on one collection (or alias). The call answers when the new graph is swapped in;
+ * meanwhile Stats' rebuild_inserted / rebuild_total drive a progress bar on stderr.
+ */
+export async function rebuildCommand(collection: string, flags: RebuildFlags): Promise<number> {
+  const addr = address("ann", flags.ann);
+  const ann = annClient(addr);
+  let bar: SingleBar | null = null;
+  let running = true;
+  const progress = async () => {
+    while (running) {
+      await new Promise((r) => setTimeout(r, POLL_MS));
+      const s = await unary(ann.stats.bind(ann), { collection }, { timeoutMs: 10_000 }).catch(() => null);
+      if (!running || !s || s.rebuildTotal === 0) continue;
+      if (!bar) {
+        bar = new SingleBar({
+          format: "  rebuilding [{bar}] {value}/{total} points | {percentage}% | eta {eta_formatted}",
+          stream: process.stderr,
+          hideCursor: true,
+          // Not a terminal (a log, a CI job): a plain line every few seconds instead of redraws.
+          noTTYOutput: process.stderr.isTTY !== true,
+          notTTYSchedule: 5000,
+        });
+        bar.start(s.rebuildTotal, 0);
+      }
+      bar.update(Math.min(s.rebuildInserted, s.rebuildTotal));
+    }
+  };
+  try {
+    const polling = flags.json ? Promise.resolve() : progress();
+    // No deadline: a large collection's graph takes minutes to hours on CPU, and the server
+    // answers as soon as it is swapped in (or the collection closes).
+    const res = await unary(ann.rebuildIndex.bind(ann), { collection }).finally(() => {
+      running = false;
+    });
+    await polling;
+    (bar as SingleBar | null)?.stop();
+    if (flags.json) process.stdout.write(`${JSON.stringify(res)}\n`);
+    else {
+      process.stdout.write(
+        `rebuilt the graph of ${res.collection}: ${res.points} points in ${(res.tookMs / 1000).toFixed(1)} s\n`,
+      );
+    }
+    return 0;
+  } catch (err) {
+    (bar as SingleBar | null)?.stop();
+    process.stderr.write(`tandem rebuild: ${describeError(err, addr)}\n`);
+    return 1;
+  } finally {
+    running = false;
+    ann.close();
+  }
+}
