@@ -1,5 +1,5 @@
 import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import { open, rename } from "node:fs/promises";
+import { type FileHandle, open, rename } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { crc32 } from "node:zlib";
 import { syncDir } from "./wal.js";
@@ -37,21 +37,16 @@ export interface IndexFile {
 
 const CRC_CHUNK = 8 * 1024 * 1024;
 
-/** Size and CRC32 of a file, read in chunks (the event loop runs between them). */
-async function fileCrc32(path: string): Promise<{ bytes: number; crc32: number }> {
-  const fh = await open(path, "r");
-  try {
-    const buf = Buffer.allocUnsafe(CRC_CHUNK);
-    let crc = 0;
-    let bytes = 0;
-    for (;;) {
-      const { bytesRead } = await fh.read(buf, 0, CRC_CHUNK, null);
-      if (bytesRead === 0) return { bytes, crc32: crc };
-      crc = crc32(buf.subarray(0, bytesRead), crc);
-      bytes += bytesRead;
-    }
-  } finally {
-    await fh.close();
+/** Size and CRC32 of an open file from its start, read in chunks (the event loop runs between them). */
+async function sizeAndCrc32(fh: FileHandle): Promise<{ bytes: number; crc32: number }> {
+  const buf = Buffer.allocUnsafe(CRC_CHUNK);
+  let crc = 0;
+  let bytes = 0;
+  for (;;) {
+    const { bytesRead } = await fh.read(buf, 0, CRC_CHUNK, bytes);
+    if (bytesRead === 0) return { bytes, crc32: crc };
+    crc = crc32(buf.subarray(0, bytesRead), crc);
+    bytes += bytesRead;
   }
 }
 
@@ -62,7 +57,8 @@ async function fileCrc32(path: string): Promise<{ bytes: number; crc32: number }
  */
 export async function checkIndexFile(dir: string, manifest: SnapshotManifest): Promise<void> {
   if (manifest.indexBytes === undefined || manifest.indexCrc32 === undefined) return;
-  const got = await fileCrc32(join(dir, manifest.indexFile));
+  const fh = await open(join(dir, manifest.indexFile), "r");
+  const got = await sizeAndCrc32(fh).finally(() => fh.close());
   if (got.bytes !== manifest.indexBytes || got.crc32 !== manifest.indexCrc32) {
     throw new Error(
       `index file ${manifest.indexFile} is damaged: ${got.bytes} bytes, CRC32 ${got.crc32}; the snapshot recorded ${manifest.indexBytes} bytes, CRC32 ${manifest.indexCrc32}`,
@@ -105,9 +101,11 @@ export async function writeIndexFile(
   const name = `index-${walFrom}.usearch`;
   const tmp = join(dir, `${name}.tmp`);
   save(tmp);
-  const { bytes, crc32 } = await fileCrc32(tmp);
+  // One handle for the checksum pass and the fsync.
   const fh = await open(tmp, "r+");
+  let written: { bytes: number; crc32: number };
   try {
+    written = await sizeAndCrc32(fh);
     await fh.sync();
   } finally {
     await fh.close();
@@ -117,7 +115,7 @@ export async function writeIndexFile(
   if (stallMs > 0) await new Promise((r) => setTimeout(r, stallMs));
   await rename(tmp, join(dir, name));
   await syncDir(dir);
-  return { name, bytes, crc32 };
+  return { name, ...written };
 }
 
 export async function commitManifest(dir: string, manifest: SnapshotManifest): Promise<void> {

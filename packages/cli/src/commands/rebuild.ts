@@ -17,7 +17,8 @@ const POLL_MS = 500;
 export async function rebuildCommand(collection: string, flags: RebuildFlags): Promise<number> {
   const addr = address("ann", flags.ann);
   const ann = annClient(addr);
-  let bar: SingleBar | null = null;
+  // Set inside progress(); the `as` keeps TypeScript from narrowing it to null out here.
+  let bar = null as SingleBar | null;
   let running = true;
   const progress = async () => {
     while (running) {
@@ -46,7 +47,7 @@ export async function rebuildCommand(collection: string, flags: RebuildFlags): P
       running = false;
     });
     await polling;
-    (bar as SingleBar | null)?.stop();
+    bar?.stop();
     if (flags.json) process.stdout.write(`${JSON.stringify(res)}\n`);
     else {
       process.stdout.write(
@@ -55,7 +56,7 @@ export async function rebuildCommand(collection: string, flags: RebuildFlags): P
     }
     return 0;
   } catch (err) {
-    (bar as SingleBar | null)?.stop();
+    bar?.stop();
     process.stderr.write(`tandem rebuild: ${describeError(err, addr)}\n`);
     return 1;
   } finally {
