@@ -6,9 +6,10 @@ import assert from "node:assert/strict";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { describe, test } from "node:test";
 import { status } from "@grpc/grpc-js";
-import { createLogger } from "@tandem/service-kit";
+import { ConfigError, createLogger } from "@tandem/service-kit";
 import { freePort } from "../../../test/support/net.js";
 import { Collection, type CollectionMeta, type CollectionOptions, type NewPoint } from "../src/collection.js";
+import { annConfig } from "../src/config.js";
 import {
   bruteForce,
   clustered,
@@ -290,5 +291,51 @@ describe("ann: index rebuilds", () => {
       await ann.stop();
       tmp.remove();
     }
+  });
+
+  test("below INDEX_REBUILD_MIN_POINTS any churn leaves the graph alone; at it the threshold applies", async () => {
+    const vs = clustered(400, DIMS, 20, 51);
+    const tmp = tempDir("rebuild-min");
+    const dir = `${tmp.dir}/churn`;
+    await Collection.initialise(dir, META);
+    const c = await Collection.open(dir, { ...OPTS, rebuildChurn: 0.5, rebuildMinPoints: 500 });
+    try {
+      await writeAll(c, vs);
+      await writeAll(c, clustered(400, DIMS, 20, 52)); // every point replaced: churn 400 of 400
+      await new Promise((r) => setTimeout(r, 200));
+      assert.equal(c.stats().indexChurn, 400);
+      assert.equal(c.stats().lastRebuildMs, 0, "400 points < INDEX_REBUILD_MIN_POINTS=500: no rebuild");
+      // 600 points now, churn 400 >= 0.5 x 600: the write that crosses the size starts one.
+      await c.upsert(clustered(200, DIMS, 20, 53).map((v, j) => newPoint(`n${j}`, v)));
+      const deadline = Date.now() + 30_000;
+      while (c.stats().lastRebuildMs === 0) {
+        assert.ok(Date.now() < deadline, "no rebuild within 30 s");
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      assert.equal(c.stats().indexChurn, 0);
+    } finally {
+      await c.close(false);
+      tmp.remove();
+    }
+  });
+
+  test("the rebuild and batching variables are checked at start-up, naming the variable", () => {
+    const bad: Array<[string, string]> = [
+      ["INDEX_REBUILD_CHURN", "-1"],
+      ["INDEX_REBUILD_CHURN", "lots"],
+      ["INDEX_REBUILD_MIN_POINTS", "0"],
+      ["SEARCH_BATCH_MAX", "0"],
+      ["SEARCH_BATCH_MAX", "5000"],
+    ];
+    for (const [name, value] of bad) {
+      assert.throws(
+        () => annConfig({ [name]: value }),
+        (err: unknown) => err instanceof ConfigError && err.message.includes(`${name}=`),
+        `${name}=${value} is refused`,
+      );
+    }
+    const ok = annConfig({ INDEX_REBUILD_CHURN: "0", SEARCH_BATCH_MAX: "1" });
+    assert.equal(ok.INDEX_REBUILD_CHURN, 0);
+    assert.equal(ok.SEARCH_BATCH_MAX, 1);
   });
 });
