@@ -32,8 +32,11 @@ program
   .description(
     "start the query encoder, the ANN service and the indexer (with a teacher worker), index an example corpus, keep running until Ctrl-C",
   )
-  .option("--docs <n>", "documents of the example corpus to index", int("--docs"), 300)
-  .option("--corpus <corpus.jsonl>", "corpus to index instead of the scifact example")
+  .option("--docs <n>", "index only the first n documents of the corpus (default: all of them)", int("--docs"))
+  .option(
+    "--corpus <corpus.jsonl>",
+    "JSONL / BEIR corpus to index instead of the example (examples/tandem-docs: this repository's documentation)",
+  )
   .option("--collection <name>", "alias the example is searched under", "docs")
   .option("--teacher <bundle>", "teacher bundle (name under .cache/models or a path); default: the best one built")
   .option("--student <bundle>", "student bundle; default: leaf-minilm-mpnet when built")

@@ -14,7 +14,10 @@ export const EMBEDDINGS_DIR = process.env.TANDEM_EMBEDDINGS_DIR ?? join(REPO_ROO
 /** State of `tandem up` (ANN data, logs). */
 export const STATE_DIR = process.env.TANDEM_STATE_DIR ?? join(REPO_ROOT, ".tandem");
 
-/** The shared datasets next to the checkout. */
+/** The example corpus `tandem up` indexes: the repository's own documentation, cut by `pnpm example-corpus`. */
+export const EXAMPLE_CORPUS = join(REPO_ROOT, "examples/tandem-docs/corpus.jsonl");
+
+/** BEIR sets for `tandem eval` (not part of the repository): by default the shared datasets next to the checkout. */
 export const DATASETS_DIR = process.env.TANDEM_DATASETS_DIR ?? resolve(REPO_ROOT, "../shared/datasets");
 
 /**

@@ -2,14 +2,14 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
-import { streamCorpusFile } from "@tandem/doc-indexer";
+import { scanRanges, streamCorpusFile } from "@tandem/doc-indexer";
 import { JobState } from "@tandem/proto";
 import { unary } from "@tandem/service-kit";
 import { address } from "../addresses.js";
 import { annClient, collectionInfo, describeError, ensureCollection, indexerClient, loopbackEnv } from "../clients.js";
 import { checkHealth } from "../health.js";
 import { followJob, jobLine } from "../jobs.js";
-import { bundleExists, bundlePath, DATASETS_DIR, REPO_ROOT, STATE_DIR, userPath } from "../paths.js";
+import { bundleExists, bundlePath, EXAMPLE_CORPUS, REPO_ROOT, STATE_DIR, userPath } from "../paths.js";
 import { DEFAULT_REDIS_URL, pingRedis } from "../redis.js";
 
 /**
@@ -17,11 +17,13 @@ import { DEFAULT_REDIS_URL, pingRedis } from "../redis.js";
  * services' own entry points (the same processes a deployment runs), with
  * embedded defaults: the distilled student in the query encoder, the teacher in
  * the indexer's worker on CPU, the ANN data under .tandem/. Then an example
- * corpus is indexed through the real indexer, and the services stay up until
- * Ctrl-C.
+ * corpus (examples/tandem-docs: the repository's own documentation, so nothing
+ * outside the checkout is needed) is indexed through the real indexer, and the
+ * services stay up until Ctrl-C.
  */
 export interface UpFlags {
-  docs: number;
+  /** Index only the first `docs` documents; absent: all of them. */
+  docs?: number;
   corpus?: string;
   collection: string;
   teacher?: string;
@@ -263,7 +265,7 @@ export async function upCommand(flags: UpFlags): Promise<number> {
   }
   say("");
   say("Tandem is up. In another terminal try:");
-  say(`    pnpm tandem search "does vitamin D lower the risk of colorectal cancer" --collection ${flags.collection}`);
+  say(`    pnpm tandem search "does the ANN service lose writes when it crashes" --collection ${flags.collection}`);
   say('    pnpm tandem collections        pnpm tandem jobs        pnpm tandem encode "a query"');
   say(`    pnpm tandem index path/to/corpus.jsonl --collection ${flags.collection}`);
   say("Ctrl-C stops everything.");
@@ -302,14 +304,25 @@ async function indexExample(
         say(`created collection ${name} (${teacher.space}, ${teacher.dims}-d, cosine) with alias ${alias}`);
       target = created;
     }
-    const corpus = flags.corpus ? userPath(flags.corpus) : join(DATASETS_DIR, "scifact", "corpus.jsonl");
-    if (!existsSync(corpus)) throw new Error(`example corpus ${corpus} not found (choose one with --corpus)`);
-    if (Number(target.count) >= flags.docs) {
-      say(`${alias} already holds ${target.count} documents: nothing to index (more with --docs N)`);
+    const corpus = flags.corpus ? userPath(flags.corpus) : EXAMPLE_CORPUS;
+    if (!existsSync(corpus)) {
+      throw new Error(
+        flags.corpus
+          ? `corpus ${corpus} not found`
+          : `example corpus ${corpus} not found (regenerate it with \`pnpm example-corpus\`, or choose one with --corpus)`,
+      );
+    }
+    // Documents to index: the corpus's non-empty lines, counted without parsing, up to --docs.
+    const limit = flags.docs ?? 0;
+    const docs = (await scanRanges(corpus, Number.MAX_SAFE_INTEGER, limit)).reduce((n, r) => n + r.lines, 0);
+    if (docs === 0) throw new Error(`corpus ${corpus} holds no documents`);
+    if (Number(target.count) >= docs) {
+      say(`${alias} already holds ${target.count} documents: nothing to index`);
       return;
     }
-    say(`indexing the first ${flags.docs} documents of ${corpus} into ${alias} with ${teacher.bundleName} …`);
-    const res = await streamCorpusFile(indexer, alias, corpus, flags.docs);
+    const which = limit > 0 && docs === limit ? `the first ${docs}` : `all ${docs}`;
+    say(`indexing ${which} documents of ${corpus} into ${alias} with ${teacher.bundleName} …`);
+    const res = await streamCorpusFile(indexer, alias, corpus, limit);
     const final = await followJob(indexer, res.jobId, { bar: true });
     say(jobLine(final));
     if (final.state !== JobState.JOB_STATE_COMPLETED) throw new Error(`indexing job ${final.jobId} failed`);
