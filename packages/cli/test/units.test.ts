@@ -71,6 +71,25 @@ test("BEIR loader: qrels with a header, queries without relevant docs dropped, a
   );
 });
 
+test("BEIR loader: a missing dataset is named, with what a BEIR directory holds and where the default comes from", () => {
+  assert.throws(
+    () => loadEvalSet(join(dir, "no-such-dataset")),
+    (err: Error) =>
+      err.message.includes(`dataset ${join(dir, "no-such-dataset")} not found`) &&
+      err.message.includes("corpus.jsonl, queries.jsonl, qrels/test.tsv") &&
+      err.message.includes("TANDEM_DATASETS_DIR") &&
+      err.message.includes("not part of the repository"),
+  );
+  const partial = join(dir, "no-qrels");
+  mkdirSync(partial, { recursive: true });
+  writeFileSync(join(partial, "corpus.jsonl"), '{"_id":"d1","text":"x"}\n');
+  writeFileSync(join(partial, "queries.jsonl"), '{"_id":"q1","text":"y"}\n');
+  assert.throws(
+    () => loadEvalSet(partial, { split: "dev" }),
+    (err: Error) => err.message.startsWith(`${join(partial, "qrels", "dev.tsv")} not found: --dataset must be a BEIR`),
+  );
+});
+
 test("pingRedis: a refused port and a server that answers PONG", async () => {
   const refused = await pingRedis("redis://127.0.0.1:1");
   assert.match(refused ?? "", /ECONNREFUSED/);

@@ -69,8 +69,20 @@ function sampleKey(id: string): string {
 export function loadEvalSet(dir: string, opts: SliceOptions = {}): EvalSet {
   const split = opts.split ?? "test";
   const qrelsPath = join(dir, "qrels", `${split}.tsv`);
+  if (!existsSync(dir)) {
+    // The usual case on a fresh clone: BEIR sets are not part of the repository.
+    throw new Error(
+      `dataset ${dir} not found. --dataset must be a BEIR directory (corpus.jsonl, queries.jsonl, ` +
+        `qrels/${split}.tsv); BEIR sets are not part of the repository, and the default is ` +
+        "$TANDEM_DATASETS_DIR/scifact (TANDEM_DATASETS_DIR: ../shared/datasets beside the checkout unless set)",
+    );
+  }
   for (const p of [join(dir, "corpus.jsonl"), join(dir, "queries.jsonl"), qrelsPath]) {
-    if (!existsSync(p)) throw new Error(`${p} not found: --dataset must be a BEIR directory`);
+    if (!existsSync(p)) {
+      throw new Error(
+        `${p} not found: --dataset must be a BEIR directory (corpus.jsonl, queries.jsonl, qrels/${split}.tsv)`,
+      );
+    }
   }
   const name = dir.replace(/\/+$/, "").split("/").pop() ?? "dataset";
   const allQrels = readQrels(qrelsPath);
