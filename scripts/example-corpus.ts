@@ -27,6 +27,8 @@ export const CORPUS_FILE = "examples/tandem-docs/corpus.jsonl";
 const MIN_WORDS = 40;
 /** ...and never grows past this many (a longer paragraph is cut at sentence ends). */
 const MAX_WORDS = 200;
+/** Info strings of fenced blocks that hold commands, not documentation. */
+const SHELL = new Set(["bash", "sh", "shell", "console"]);
 
 /**
  * The documentation the corpus is cut from, relative to the root: the top-level README, the
@@ -113,7 +115,7 @@ export function sections(markdown: string): Section[] {
   };
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i] as string;
-    const fence = line.match(/^\s*(```+|~~~+)/);
+    const fence = line.match(/^\s*(```+|~~~+)\s*(\S*)/);
     if (fence) {
       flush();
       const close = fence[1] as string;
@@ -121,7 +123,9 @@ export function sections(markdown: string): Section[] {
       for (i++; i < lines.length && !(lines[i] as string).trimStart().startsWith(close); i++) {
         body.push(lines[i] as string);
       }
-      const text = squash(body.join("\n"));
+      // Commands to type are left out (the README's example search would find itself); file trees,
+      // diagrams and source maps stay.
+      const text = SHELL.has(fence[2] as string) ? "" : squash(body.join("\n"));
       if (text) current.blocks.push(text);
       continue;
     }

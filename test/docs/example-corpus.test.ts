@@ -47,6 +47,11 @@ test("every line parses with the indexer's parseCorpusLine: unique ids, a title,
   assert.ok(Math.max(...words) <= 200, "no document over 200 words");
   const median = [...words].sort((a, b) => a - b)[Math.floor(words.length / 2)] as number;
   assert.ok(median >= 40 && median <= 150, `median ${median} words`);
+  // The README's example search must find documentation, not the README line that shows the command.
+  const readme = readFileSync(join(REPO_ROOT, "README.md"), "utf8");
+  const example = readme.match(/pnpm tandem search "([^"]+)"/)?.[1];
+  assert.ok(example, "the README shows an example search");
+  assert.ok(!committed().includes(example), `"${example}" is not itself in the corpus`);
   for (const file of ["README.md", "services/ann/README.md", "services/doc-indexer/README.md", "training/README.md"]) {
     assert.ok(
       [...ids].some((id) => id.startsWith(`${file}#`)),
@@ -108,6 +113,14 @@ test("chunking: headings give titles and anchors, generated blocks and markup ar
     "|---|---|",
     "| `A` | the first |",
     "",
+    "```bash",
+    'pnpm tandem search "a command to type"',
+    "```",
+    "",
+    "```",
+    "src/ a file tree",
+    "```",
+    "",
     "### Deeper",
     "",
     para(150, "gamma"),
@@ -130,7 +143,9 @@ test("chunking: headings give titles and anchors, generated blocks and markup ar
     ],
   );
   assert.equal(docs[0]?.text, "Intro with a link, bold and code_span text.");
-  assert.ok(docs[1]?.text.endsWith("A — meaning: the first"), "a table row keeps its column names");
+  assert.ok(docs[1]?.text.includes("A — meaning: the first"), "a table row keeps its column names");
+  assert.ok(docs[1]?.text.endsWith("src/ a file tree"), "a plain code block is kept");
+  assert.doesNotMatch(docs[1]?.text ?? "", /command to type/, "a shell block is left out");
   assert.doesNotMatch(docs[1]?.text ?? "", /SECRET_TABLE/, "generated blocks are left out");
   assert.ok(docs.every((d) => d.text.split(" ").length <= 200));
 });
