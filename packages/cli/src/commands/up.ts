@@ -1,8 +1,9 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from "node:fs";
+import { closeSync, createReadStream, existsSync, mkdirSync, openSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
-import { scanRanges, streamCorpusFile } from "@tandem/doc-indexer";
+import { createInterface } from "node:readline";
+import { parseCorpusLine, streamCorpusFile } from "@tandem/doc-indexer";
 import { JobState } from "@tandem/proto";
 import { unary } from "@tandem/service-kit";
 import { address } from "../addresses.js";
@@ -273,6 +274,28 @@ export async function upCommand(flags: UpFlags): Promise<number> {
 }
 
 /**
+ * What `streamCorpusFile(…, limit)` sends: the number of documents (non-empty
+ * lines, up to `limit` when > 0) and the ids of the first and the last.
+ */
+async function corpusSpan(path: string, limit: number): Promise<{ docs: number; ids: string[] }> {
+  let docs = 0;
+  let first = "";
+  let last = "";
+  const lines = createInterface({ input: createReadStream(path), crlfDelay: Number.POSITIVE_INFINITY });
+  for await (const line of lines) {
+    if (!line.trim()) continue;
+    if (limit > 0 && docs >= limit) break;
+    docs++;
+    if (docs === 1) first = line;
+    last = line;
+  }
+  lines.close();
+  const ids = new Set([first, last].filter(Boolean).map((l) => parseCorpusLine(l).id));
+  ids.delete("");
+  return { docs, ids: [...ids] };
+}
+
+/**
  * The alias `flags.collection` points at a collection in the teacher's space;
  * the example corpus goes in through the indexer with a progress bar. A second
  * `up` finds it there and skips the work (the indexer's content hashes would
@@ -312,13 +335,20 @@ async function indexExample(
           : `example corpus ${corpus} not found (regenerate it with \`pnpm example-corpus\`, or choose one with --corpus)`,
       );
     }
-    // Documents to index: the corpus's non-empty lines, counted without parsing, up to --docs.
     const limit = flags.docs ?? 0;
-    const docs = (await scanRanges(corpus, Number.MAX_SAFE_INTEGER, limit)).reduce((n, r) => n + r.lines, 0);
+    const { docs, ids } = await corpusSpan(corpus, limit);
     if (docs === 0) throw new Error(`corpus ${corpus} holds no documents`);
+    // Already indexed: as many points, and the corpus's first and last documents among them (a
+    // collection filled from another corpus, e.g. by an older quickstart, is not taken for this one).
     if (Number(target.count) >= docs) {
-      say(`${alias} already holds ${target.count} documents: nothing to index`);
-      return;
+      const missing = ids.length
+        ? (await unary(ann.get.bind(ann), { collection: alias, ids, withVectors: false }, { timeoutMs: 10_000 }))
+            .missing
+        : [];
+      if (missing.length === 0) {
+        say(`${alias} already holds the ${docs} documents of ${corpus}: nothing to index`);
+        return;
+      }
     }
     const which = limit > 0 && docs === limit ? `the first ${docs}` : `all ${docs}`;
     say(`indexing ${which} documents of ${corpus} into ${alias} with ${teacher.bundleName} …`);
