@@ -1,8 +1,13 @@
 """LEAF / ScalingNote stage 2: distil a small student into a teacher's embedding space.
 
-  python -m tandem_training.distill                      # CPU budget: all-MiniLM-L6-v2 -> all-mpnet-base-v2 space
-  python -m tandem_training.distill --queries 60000 --sentences 60000 --passages 20000 --steps 20000 --batch 128
-                                                         # bigger (GPU)
+  python -m tandem_training.distill --budget 75m         # the release run: all-MiniLM-L6-v2 -> all-mpnet-base-v2 space
+  python -m tandem_training.distill --budget 8h --device cuda --queries 70000 --sentences 60000   # a bigger dose
+
+The run's product is the committed artifact (training/artifacts/<name>/, see artifact.py) from which set-up
+assembles the served bundle; set-up never runs this. A run is resumable: it checkpoints every --checkpoint-every
+seconds (default under .cache/training/checkpoints; --checkpoint-dir puts them somewhere that outlives the machine)
+and the same command continues from the last checkpoint. Its dose curve (examples seen -> held-out cosine, dev
+nDCG@10) goes to docs/figures/distill-<name>.jsonl.
 
 Student = MiniLM encoder + linear projection (no bias) to the teacher's width, mean pooled, L2-normalised.
 Texts = real search queries, single sentences of the shared corpora (query-length, in-domain) and truncated
@@ -16,12 +21,16 @@ ever encoded by the student at serve time; documents are encoded by the teacher 
 from __future__ import annotations
 
 import argparse
+import copy
+import json
 import math
 import os
+import platform
 import random
+import re
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,46 +40,53 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import BUILDER
-from .bundle import build_bundles, log as bundle_log
+from .artifact import ARTIFACTS_DIR, assemble, write_artifact
+from .bundle import log as bundle_log
 from .data import DistillData, load
+from .devset import DEV_SPLITS, DevSet, load_dev_set
 from .embcache import EmbeddingCache
 from .encode import Encoder
 from .export import TokenGraph, load_encoder
 from .fetch import fetch
-from .files import read_json, sha256_json
-from .paths import force_offline, models_dir, work_dir
+from .files import read_json, sha256_json, write_json
+from .paths import REPO_ROOT, force_offline, models_dir, work_dir
 from .sources import PYPI_MODELS, ModelSpec
 from .tokens import BundleTokenizer
 
-RECIPE = 3  # bump when the training procedure changes what the same inputs produce
+RECIPE = 4  # bump when the training procedure changes what the same inputs produce
+RELEASE = 4  # the artifact's version: training/artifacts/<name>/<name>.r<RELEASE>.safetensors
 
 
 @dataclass(frozen=True)
 class DistillConfig:
     name: str = "leaf-minilm-mpnet"
-    teacher: str = "all-mpnet-base-v2"  # bundle name under --models (or a path)
+    # The int8 teacher: its own space (cosine >= 0.995 to fp32), 2-3x cheaper targets, and the bundle that embeds
+    # the documents the student's queries are searched against (tandem up, the eval).
+    teacher: str = "all-mpnet-base-v2-int8"  # bundle name under --models (or a path)
     student: str = "all-minilm-l6-v2"  # PyPI model key (sources.py)
-    queries: int = 6000
-    passages: int = 600
-    sentences: int = 6000
+    queries: int = 14000  # general queries first: the student also serves collections unlike the shared corpora
+    passages: int = 300
+    sentences: int = 3000
     passage_words: int = 96
     heldout: int = 300
     train_max_tokens: int = 128
-    steps: int = 1500
+    steps: int = 1500  # ignored when budget > 0
+    budget: float = 0.0  # seconds of training; the schedule follows the share of it spent, and steps follow
     batch: int = 32
     lr: float = 1e-4
     proj_lr: float = 1e-4
     warmup: int = 50
     rank_weight: float = 1.0  # weight of rank_loss over the corpus texts' teacher vectors; 0: alignment only
     rank_temperature: float = 0.05
+    freeze_word_embeddings: bool = True  # a 12M-parameter table that queries barely move; not in the artifact
+    lstsq_texts: int = 20000  # training texts the least-squares projection is fitted on
+    eval_points: int = 10  # dose-curve points over the run (held-out cosine, dev nDCG)
     seed: int = 0
     drop_prefixes: tuple[str, ...] = ()
 
 
 def log(msg: str) -> None:
     print(f"[distill] {msg}", flush=True)
-
-
 class Student(nn.Module):
     """Encoder tokens -> projection -> mean pool -> L2. Same computation as the exported TokenGraph + runtime."""
 
@@ -158,8 +174,97 @@ def heldout_cosines(student: Student, tok: BundleTokenizer, texts: list[str], ta
             "p10": round(float(np.percentile(cos, 10)), 4)}
 
 
+@dataclass
+class Progress:
+    """Everything a resumed run needs to continue where it stopped (saved in the checkpoint)."""
+
+    step: int = 0
+    train_seconds: float = 0.0
+    losses: list[float] = field(default_factory=list)
+    dose: list[dict[str, Any]] = field(default_factory=list)  # one row per eval point
+    queue: list[list[int]] = field(default_factory=list)
+    rng_state: dict[str, Any] | None = None  # numpy's (batch order)
+    torch_rng: torch.Tensor | None = None  # torch's (dropout)
+    best: dict[str, Any] | None = None  # the dose point the dev set chose, with its student state
+
+
+class Checkpoint:
+    """One file, replaced atomically: student, optimiser and Progress. A run killed at any moment resumes."""
+
+    def __init__(self, directory: Path, every_seconds: float) -> None:
+        self.path = directory / "checkpoint.pt"
+        self.every = every_seconds
+        self.last = time.time()
+
+    def load(self) -> dict[str, Any] | None:
+        if not self.path.exists():
+            return None
+        return torch.load(self.path, map_location="cpu", weights_only=False)
+
+    def due(self) -> bool:
+        return time.time() - self.last >= self.every
+
+    def save(self, student: nn.Module, opt: torch.optim.Optimizer, progress: Progress) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        torch.save({"student": student.state_dict(), "opt": opt.state_dict(), "progress": progress.__dict__}, tmp)
+        os.replace(tmp, self.path)
+        self.last = time.time()
+
+
+@dataclass
+class DoseProbe:
+    """Held-out cosine and dev-split retrieval of the student as it trains: the dose curve, and model selection."""
+
+    tok: BundleTokenizer
+    heldout_texts: dict[str, list[str]]
+    heldout_targets: dict[str, np.ndarray]
+    prefix: str
+    teacher_sha: str
+    dims: int
+    device: str
+    log_path: Path | None
+    dev: dict[str, DevSet] = field(default_factory=dict)
+
+    def load_dev(self) -> None:
+        """Dev sets whose teacher document vectors the eval has cached (checked again at each point)."""
+        for name, split in DEV_SPLITS:
+            key = f"{name}/{split}"
+            if key not in self.dev:
+                ds = load_dev_set(name, split, self.teacher_sha, self.dims, log=lambda m: None)
+                if ds is not None:
+                    self.dev[key] = ds
+
+    def __call__(self, student: "Student", progress: Progress, batch: int) -> dict[str, Any]:
+        self.load_dev()
+        row: dict[str, Any] = {
+            "step": progress.step, "examples": progress.step * batch, "train_seconds": round(progress.train_seconds),
+            "loss": round(float(np.mean(progress.losses[-50:])), 5) if progress.losses else None,
+            "heldout_cosine": {k: heldout_cosines(student, self.tok, v, self.heldout_targets[k], self.device)
+                               for k, v in self.heldout_texts.items()},
+            "dev": {k: ds.score(encode_student(student, self.tok, [self.prefix + q for q in ds.queries],
+                                               device=self.device))
+                    for k, ds in self.dev.items()},
+        }
+        if self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.log_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(row) + "\n")
+        log(f"dose: step {row['step']}, {row['examples']} examples, {row['train_seconds']}s: "
+            f"held-out {({k: v['mean'] for k, v in row['heldout_cosine'].items()})}, dev {row['dev']}")
+        return row
+
+
+def dev_score(row: dict[str, Any]) -> float | None:
+    """Mean dev nDCG@10 over the dev sets a row has (None without any)."""
+    dev = row.get("dev") or {}
+    return float(np.mean([v["ndcg@10"] for v in dev.values()])) if dev else None
+
+
 def distill(cfg: DistillConfig, models: Path, int8: bool = True, force: bool = False, device: str = "auto",
-            threads: int | None = None) -> list[Path]:
+            threads: int | None = None, artifacts: Path = ARTIFACTS_DIR, checkpoint_dir: Path | None = None,
+            checkpoint_every: float = 600.0, log_path: Path | None = None) -> list[Path]:
+    """Train, write the artifact (artifacts/<name>/), then assemble the bundles from it as set-up does."""
     t_start = time.time()
     force_offline()
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
@@ -190,10 +295,10 @@ def distill(cfg: DistillConfig, models: Path, int8: bool = True, force: bool = F
     )
     distill_key = sha256_json({"builder": BUILDER, "recipe": RECIPE, "config": asdict(cfg), "teacher": teacher_sha,
                                "student": student_src.weights_sha256, "spec": asdict(spec)})
-    names = [cfg.name] + ([f"{cfg.name}-int8"] if int8 else [])
-    if not force and all(_trained_with(models / n, distill_key) for n in names):
-        log(f"{', '.join(names)}: up to date (distill_key {distill_key[:12]}), skipped")
-        return [models / n for n in names]
+    prov_path = artifacts / cfg.name / "provenance.json"
+    if not force and prov_path.exists() and read_json(prov_path).get("training", {}).get("distill_key") == distill_key:
+        log(f"{cfg.name}: artifact already trained with these inputs (distill_key {distill_key[:12]}); assembling")
+        return assemble(cfg.name, models, artifacts, int8=int8)
 
     data = load(cfg.queries, cfg.passages, cfg.heldout, cfg.passage_words, cfg.seed, cfg.drop_prefixes,
                 cfg.sentences)
@@ -222,85 +327,101 @@ def distill(cfg: DistillConfig, models: Path, int8: bool = True, force: bool = F
     teacher_seconds = time.time() - t0
     log(f"teacher targets ready in {teacher_seconds:.0f}s")
 
-    # 2. Student and least-squares projection init on the cached pairs.
+    # 2. Student; from a checkpoint, or with the projection at the least-squares solution on the cached pairs.
     t1 = time.time()
     encoder = load_encoder(student_src.hf_dir)
     student = Student(encoder, int(teacher_m["dims"])).to(device)
+    if cfg.freeze_word_embeddings:
+        encoder.get_input_embeddings().weight.requires_grad_(False)
     tok = BundleTokenizer(student_src.hf_dir / "tokenizer.json", cfg.train_max_tokens)
     prefix = spec.query_prefix
     train_texts = [prefix + t for t in data.train]
-    heldout_texts = {k: [prefix + t for t in v] for k, v in heldout.items()}
+    probe = DoseProbe(tok, {k: [prefix + t for t in v] for k, v in heldout.items()}, y_heldout, prefix,
+                      teacher_sha, int(teacher_m["dims"]), device, log_path)
+    ckpt = Checkpoint(checkpoint_dir or work_dir() / "checkpoints" / f"{cfg.name}-{distill_key[:12]}",
+                      checkpoint_every)
+    saved = ckpt.load()
+    if saved is None:
+        fit = np.random.default_rng(cfg.seed).permutation(n_train)[: cfg.lstsq_texts]
+        x = encode_student(student, tok, [train_texts[i] for i in fit], project=False, device=device)
+        w = least_squares_projection(x, y_train[fit])
+        with torch.no_grad():
+            student.projection.weight.copy_(torch.from_numpy(w).to(device))
+        log(f"least-squares projection on {len(fit)} texts ({time.time() - t1:.0f}s)")
+        if log_path is not None and log_path.exists():
+            log_path.unlink()  # a fresh run starts a fresh dose curve
+        progress = Progress()
+    else:
+        student.load_state_dict(saved["student"])
+        progress = Progress(**saved["progress"])
+        log(f"resumed from {ckpt.path}: step {progress.step}, {progress.train_seconds:.0f}s of training done")
+    init = progress.dose[0]["heldout_cosine"] if progress.dose else None
 
-    def heldout_now() -> dict[str, dict[str, float]]:
-        return {k: heldout_cosines(student, tok, heldout_texts[k], y_heldout[k], device) for k in heldout}
-    x = encode_student(student, tok, train_texts, project=False, device=device)
-    w = least_squares_projection(x, y_train)
-    with torch.no_grad():
-        student.projection.weight.copy_(torch.from_numpy(w).to(device))
-    init = heldout_now()
-    log(f"least-squares init ({time.time() - t1:.0f}s): held-out cosine {init}")
-
-    # 3. Fine-tune encoder + projection.
-    t2 = time.time()
+    # 3. Fine-tune encoder + projection, probing the dose curve on the way.
     corpus_rows = [i for i, kind in enumerate(data.kinds) if kind != "query"]
-    losses = train(student, tok, train_texts, y_train, cfg, device, corpus_rows)
-    train_seconds = time.time() - t2
-    final = heldout_now()
-    log(f"fine-tuned {cfg.steps} steps in {train_seconds:.0f}s: loss {losses[0]:.4f} -> {losses[-1]:.4f}; "
-        f"held-out cosine {final}")
+    losses = train(student, tok, train_texts, y_train, cfg, device, corpus_rows, progress=progress,
+                   checkpoint=ckpt, probe=probe, saved_opt=saved["opt"] if saved else None)
+    init = init or progress.dose[0]["heldout_cosine"]
+    final = progress.dose[-1]
+    chosen = final
+    if progress.best is not None and progress.best["row"]["step"] != final["step"] and dev_score(final) is not None \
+            and dev_score(progress.best["row"]) > dev_score(final):  # type: ignore[operator]
+        chosen = progress.best["row"]
+        student.load_state_dict(progress.best["state"])
+    log(f"fine-tuned {progress.step} steps in {progress.train_seconds:.0f}s: loss {losses[0]:.4f} -> "
+        f"{np.mean(losses[-20:]):.4f}; chosen on dev: step {chosen['step']} {chosen['dev'] or '(no dev set cached)'}")
 
-    # 4. Export: projection folded into the token graph (mean pooling commutes with a linear map).
+    # 4. The artifact (what training changed, fp16), then the bundles from it, exactly as set-up builds them.
     student = student.to("cpu").eval()
     tail = max(1, min(20, len(losses) // 10))
+    machine = f"{os.cpu_count()} x {_cpu_name()}, {platform.system()} {platform.machine()}, torch {torch.__version__}"
     training: dict[str, Any] = {
+        "recipe": RECIPE,
         "method": "LEAF-style embedding alignment: MSE(unit vectors) + (1 - cosine)"
                   + (" + rank_weight x KL(teacher || student) of similarities to the corpus texts' teacher vectors"
                      if cfg.rank_weight > 0 else "") + "; projection init by least squares",
         "distill_key": distill_key,
+        "config": {k: v for k, v in asdict(cfg).items()},
         "teacher": {"bundle": teacher_m["name"], "onnx_sha256": teacher_sha, "space": teacher_m["space"]},
         "student_init": {"source": student_src.source, "weights_sha256": student_src.weights_sha256},
         "data": data.sources,
         "train_texts": n_train,
-        "steps": cfg.steps,
-        "batch": cfg.batch,
-        "lr": cfg.lr,
-        "projection_lr": cfg.proj_lr,
-        "warmup": cfg.warmup,
+        "steps": progress.step,
+        "examples_seen": progress.step * cfg.batch,
         "rank_loss": {"weight": cfg.rank_weight, "temperature": cfg.rank_temperature,
                       "bank": f"teacher vectors of the {len(corpus_rows)} corpus texts in the training mix"}
         if cfg.rank_weight > 0 else "off",
-        "train_max_tokens": cfg.train_max_tokens,
         "device": device,
+        "machine": machine,
         "loss": {"first": round(losses[0], 5), "last": round(float(np.mean(losses[-tail:])), 5),
-                 "min": round(min(losses), 5), "first_step_mean": round(float(np.mean(losses[:tail])), 5)},
-        "heldout_cosine_to_teacher": {"least_squares_init": init, "final": final},
-        "seconds": {"teacher_embedding": round(teacher_seconds), "train": round(train_seconds),
-                    "total_before_export": round(time.time() - t_start)},
+                 "min": round(min(losses), 5)},
+        "seconds": {"teacher_embedding": round(teacher_seconds), "train": round(progress.train_seconds),
+                    "total_this_session": round(time.time() - t_start)},
+        "dose_curve": str(log_path.relative_to(REPO_ROOT)) if log_path and log_path.is_relative_to(REPO_ROOT)
+        else None,
     }
-    weights = {**{f"init:{k}": v for k, v in student_src.weights_sha256.items()},
-               "trained_state": sha256_json(_state_digest(student))}
-    out = build_bundles(spec, student.graph, student_src.hf_dir / "tokenizer.json", models,
-                        f"distilled: {student_src.source} -> teacher {teacher_m['name']} ({teacher_sha[:12]})",
-                        weights, {"distill_key": distill_key}, training=training, int8=int8, force=True)
+    write_artifact(artifacts / cfg.name, cfg.name, RELEASE, student.encoder, student.projection, cfg.student, spec, {
+        "training": training,
+        "heldout_cosine_to_teacher": {"least_squares_init": init, "final": chosen["heldout_cosine"]},
+        "dev": {"chosen_step": chosen["step"], "scores": chosen["dev"],
+                "splits": [f"{n}/{s}" for n, s in DEV_SPLITS]},
+    })
+    out = assemble(cfg.name, models, artifacts, int8=int8, force=True)
+    prov = read_json(artifacts / cfg.name / "provenance.json")
+    prov["onnx_sha256"] = read_json(out[0] / "manifest.json")["provenance"]["onnx_sha256"]
+    write_json(artifacts / cfg.name / "provenance.json", prov)
     log(f"done in {time.time() - t_start:.0f}s")
     return out
 
 
-def _state_digest(model: nn.Module) -> list[str]:
-    import hashlib
-
-    return [hashlib.sha256(p.detach().cpu().numpy().tobytes()).hexdigest()[:16] for p in model.state_dict().values()]
-
-
-def _trained_with(bundle: Path, distill_key: str) -> bool:
-    from .bundle import is_current
-
-    mf = bundle / "manifest.json"
-    if not mf.exists():
-        return False
-    m = read_json(mf)
-    training = m.get("provenance", {}).get("training") or {}
-    return training.get("distill_key") == distill_key and is_current(bundle, m["provenance"].get("inputs_key", ""))
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return re.sub(r"\s+", " ", line.split(":", 1)[1]).strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
 
 
 def length_grouped_batches(lengths: list[int], batch: int, rng: np.random.Generator,
@@ -319,35 +440,69 @@ def length_grouped_batches(lengths: list[int], batch: int, rng: np.random.Genera
     return [out[i] for i in rng.permutation(len(out))]
 
 
+def lr_scale(step: int, done: float, warmup: int) -> float:
+    """Linear warm-up over `warmup` steps, then cosine decay over the share `done` (0..1) of the run."""
+    return min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, done)))
+
+
 def train(student: Student, tok: BundleTokenizer, texts: list[str], targets: np.ndarray, cfg: DistillConfig,
-          device: str, bank_rows: list[int] | None = None) -> list[float]:
+          device: str, bank_rows: list[int] | None = None, progress: Progress | None = None,
+          checkpoint: Checkpoint | None = None, probe: DoseProbe | None = None,
+          saved_opt: dict[str, Any] | None = None) -> list[float]:
     """AdamW, linear warmup then cosine decay, over length-grouped random batches (reshuffled each epoch).
 
-    With cfg.rank_weight > 0, the teacher vectors of `bank_rows` (the corpus texts) are the bank of rank_loss,
-    and a text in the batch never ranks against its own row.
+    The run lasts cfg.steps steps, or with cfg.budget > 0 that many seconds of training, the schedule following
+    the share of the budget spent. With cfg.rank_weight > 0, the teacher vectors of `bank_rows` (the corpus texts)
+    are the bank of rank_loss, and a text in the batch never ranks against its own row. `probe` records the dose
+    curve at cfg.eval_points even shares of the run (and before the first step) and keeps the student state the
+    dev set likes best; `checkpoint` saves everything a resumed run needs.
     """
+    p = progress or Progress()
     student.train()
     opt = torch.optim.AdamW([
-        {"params": student.encoder.parameters(), "lr": cfg.lr},
+        {"params": [q for q in student.encoder.parameters() if q.requires_grad], "lr": cfg.lr},
         {"params": student.projection.parameters(), "lr": cfg.proj_lr},
     ], weight_decay=0.01)
-    base = [g["lr"] for g in opt.param_groups]
+    if saved_opt is not None:
+        opt.load_state_dict(saved_opt)
+    base = [g.get("initial_lr", g["lr"]) for g in opt.param_groups]
+    for g, lr in zip(opt.param_groups, base):
+        g["initial_lr"] = lr
     rows = tok.ids(texts)
     lengths = [len(r) for r in rows]
     y = torch.from_numpy(targets)
     bank_idx = torch.tensor(bank_rows, dtype=torch.long) if cfg.rank_weight > 0 and bank_rows else None
     bank = y[bank_idx].to(device) if bank_idx is not None else None
     rng = np.random.default_rng(cfg.seed)
-    queue: list[list[int]] = []
-    losses: list[float] = []
+    if p.rng_state is not None:
+        rng.bit_generator.state = p.rng_state
+    if p.torch_rng is not None:
+        torch.set_rng_state(p.torch_rng)
     every = max(1, cfg.steps // 10)
-    for step in range(cfg.steps):
-        if not queue:
-            queue = length_grouped_batches(lengths, min(cfg.batch, len(texts)), rng)
-        idx = queue.pop()
+
+    def done() -> float:
+        return p.train_seconds / cfg.budget if cfg.budget > 0 else p.step / cfg.steps
+
+    def probe_now() -> None:
+        if probe is None:
+            return
+        row = probe(student, p, cfg.batch)
+        student.train()
+        p.dose.append(row)
+        score = dev_score(row)
+        if score is not None and (p.best is None or score > (dev_score(p.best["row"]) or -1.0)):
+            p.best = {"row": row, "state": copy.deepcopy(student.state_dict())}
+
+    if not p.dose:
+        probe_now()
+    next_probe = (math.floor(done() * cfg.eval_points) + 1) / cfg.eval_points
+    while done() < 1.0:
+        t_step = time.perf_counter()
+        if not p.queue:
+            p.queue = length_grouped_batches(lengths, min(cfg.batch, len(texts)), rng)
+        idx = p.queue.pop()
         ids, mask = tok.pad([rows[i] for i in idx])
-        scale = (step + 1) / cfg.warmup if step < cfg.warmup else \
-            0.5 * (1 + math.cos(math.pi * (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)))
+        scale = lr_scale(p.step, done(), cfg.warmup)
         for g, lr in zip(opt.param_groups, base):
             g["lr"] = lr * scale
         s = student(torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device))
@@ -360,11 +515,30 @@ def train(student: Student, tok: BundleTokenizer, texts: list[str], targets: np.
         loss.backward()
         torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
         opt.step()
-        losses.append(float(loss.item()))
-        if (step + 1) % every == 0 or step == 0:
-            log(f"step {step + 1}/{cfg.steps} loss {np.mean(losses[-every:]):.4f}")
+        p.losses.append(float(loss.item()))
+        p.step += 1
+        p.train_seconds += time.perf_counter() - t_step
+        if cfg.budget <= 0 and (p.step % every == 0 or p.step == 1):
+            log(f"step {p.step}/{cfg.steps} loss {np.mean(p.losses[-every:]):.4f}")
+        if done() >= next_probe or done() >= 1.0:
+            probe_now()
+            next_probe = (math.floor(done() * cfg.eval_points) + 1) / cfg.eval_points
+        if checkpoint is not None and (checkpoint.due() or done() >= 1.0):
+            p.rng_state, p.torch_rng = rng.bit_generator.state, torch.get_rng_state()
+            checkpoint.save(student, opt, p)
     student.eval()
-    return losses
+    return p.losses
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*$")
+
+
+def parse_duration(text: str) -> float:
+    """'90m', '2h', '3600' or '3600s' -> seconds (> 0); argparse refuses anything else with the flag's name."""
+    m = _DURATION.match(text)
+    if not m or float(m.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(f"must be a duration above 0 such as 90m, 2h or 3600s, got {text!r}")
+    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
 
 
 def _number(kind: Callable[[str], float], low: float, inclusive: bool) -> Callable[[str], Any]:
@@ -395,7 +569,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--heldout", type=count, default=d.heldout,
                     help="held-out queries (+1/3 as many passages and as many sentences)")
     ap.add_argument("--train-max-tokens", type=positive, default=d.train_max_tokens)
-    ap.add_argument("--steps", type=positive, default=d.steps)
+    ap.add_argument("--steps", type=positive, default=d.steps, help="length of the run when no --budget is given")
+    ap.add_argument("--budget", type=parse_duration, default=d.budget or None,
+                    help="length of the run as training time (90m, 2h, 3600s): steps follow, the lr schedule "
+                         "follows the share of the budget spent")
     ap.add_argument("--batch", type=positive, default=d.batch)
     ap.add_argument("--lr", type=float, default=d.lr)
     ap.add_argument("--proj-lr", type=float, default=d.proj_lr)
@@ -405,6 +582,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rank-temperature", type=_number(float, 0.0, inclusive=False), default=d.rank_temperature)
     ap.add_argument("--seed", type=int, default=d.seed)
     ap.add_argument("--drop-prefix", action="append", default=[], help="drop train-queries ids with this prefix")
+    ap.add_argument("--eval-points", type=positive, default=d.eval_points,
+                    help="dose-curve points (held-out cosine, dev nDCG@10) over the run")
+    ap.add_argument("--lstsq-texts", type=positive, default=d.lstsq_texts,
+                    help="training texts the least-squares projection is fitted on")
+    ap.add_argument("--artifacts", type=Path, default=ARTIFACTS_DIR, help="where the artifact is written")
+    ap.add_argument("--checkpoint-dir", type=Path, default=None,
+                    help="checkpoints (default .cache/training/checkpoints/<name>-<key>); the same command resumes")
+    ap.add_argument("--checkpoint-every", type=parse_duration, default=600.0)
+    ap.add_argument("--log", type=Path, default=None,
+                    help="dose-curve JSONL (default docs/figures/distill-<name>.jsonl)")
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--no-int8", action="store_true")
@@ -416,8 +603,12 @@ def main(argv: list[str] | None = None) -> None:
                         sentences=a.sentences, passage_words=a.passage_words, heldout=a.heldout,
                         train_max_tokens=a.train_max_tokens, steps=a.steps, batch=a.batch, lr=a.lr, proj_lr=a.proj_lr, warmup=a.warmup,
                         rank_weight=a.rank_weight, rank_temperature=a.rank_temperature, seed=a.seed,
-                        drop_prefixes=tuple(a.drop_prefix))
-    distill(cfg, a.models, int8=not a.no_int8, force=a.force, device=a.device, threads=a.threads)
+                        drop_prefixes=tuple(a.drop_prefix), budget=a.budget or 0.0, eval_points=a.eval_points,
+                        lstsq_texts=a.lstsq_texts)
+    log_path = a.log or REPO_ROOT / "docs" / "figures" / f"distill-{a.name}.jsonl"
+    distill(cfg, a.models, int8=not a.no_int8, force=a.force, device=a.device, threads=a.threads,
+            artifacts=a.artifacts, checkpoint_dir=a.checkpoint_dir, checkpoint_every=a.checkpoint_every,
+            log_path=log_path)
 
 
 if __name__ == "__main__":

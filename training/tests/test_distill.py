@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -9,13 +10,16 @@ import numpy as np
 import pytest
 import torch
 
+from tandem_training.artifact import assemble, read_provenance, verify
+from tandem_training.bundle import BuildError
 from tandem_training.data import load
-from tandem_training.distill import (DistillConfig, Student, alignment_loss, distill, least_squares_projection,
-                                     length_grouped_batches, main, rank_loss, train)
+from tandem_training.distill import (Checkpoint, DistillConfig, Progress, Student, alignment_loss, distill,
+                                     least_squares_projection, length_grouped_batches, lr_scale, main, rank_loss,
+                                     train)
 from tandem_training.encode import Encoder
 from tandem_training.export import load_encoder
 from tandem_training.fetch import fetch
-from tandem_training.files import read_json
+from tandem_training.files import read_json, sha256_file
 from tandem_training.manifest import validate
 from tandem_training.sources import ALL_MINILM_L6_V2
 from tandem_training.tokens import BundleTokenizer
@@ -92,6 +96,9 @@ def test_length_grouped_batches_cover_an_epoch_once_and_cut_padding() -> None:
     (["--rank-weight", "-1"], "--rank-weight: must be a number >= 0.0, got -1.0"),
     (["--rank-weight", "nan"], "--rank-weight: must be a number >= 0.0, got nan"),
     (["--rank-temperature", "0"], "--rank-temperature: must be a number > 0.0, got 0.0"),
+    (["--budget", "0m"], "--budget: must be a duration above 0 such as 90m, 2h or 3600s, got '0m'"),
+    (["--budget", "ten minutes"], "--budget: must be a duration above 0"),
+    (["--checkpoint-every", "-5"], "--checkpoint-every: must be a duration above 0"),
 ])
 def test_bad_budget_flags_are_refused_before_any_work(argv: list[str], message: str,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
@@ -148,22 +155,111 @@ def test_training_with_the_rank_term_adds_it_over_the_corpus_bank(
     assert ranked[0] > alone[0] + 0.01, (ranked, alone)
 
 
-def test_distilled_export_declares_teacher_space(teacher_bundle: Path, tmp_path: Path) -> None:
+def test_schedule_warms_up_then_decays_over_the_share_of_the_run() -> None:
+    assert lr_scale(0, 0.0, 10) == pytest.approx(0.1)
+    assert lr_scale(9, 0.0, 10) == pytest.approx(1.0)
+    assert lr_scale(500, 0.5, 10) == pytest.approx(0.5)
+    assert lr_scale(900, 1.0, 10) == pytest.approx(0.0)
+    assert lr_scale(900, 1.7, 10) == pytest.approx(0.0)  # a budget overrun never turns the rate back up
+
+
+def test_a_time_budget_sets_the_length_of_the_run(small_mix: tuple[list[str], list[int], np.ndarray]) -> None:
+    texts, _, targets = small_mix
+    student, tok = _student()
+    progress = Progress()
+    cfg = replace(DistillConfig(), budget=1.0, batch=8, warmup=1, rank_weight=0.0)
+    train(student, tok, texts, targets, cfg, "cpu", progress=progress)
+    assert progress.train_seconds >= 1.0 and progress.step >= 1
+    assert len(progress.losses) == progress.step
+    steps = progress.step
+    train(student, tok, texts, targets, cfg, "cpu", progress=progress)  # resumed with the budget spent
+    assert progress.step == steps
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_a_killed_run_resumes_from_its_checkpoint_as_if_never_stopped(
+        small_mix: tuple[list[str], list[int], np.ndarray], tmp_path: Path) -> None:
+    texts, bank_rows, targets = small_mix
+    cfg = replace(DistillConfig(), steps=6, batch=8, warmup=2, eval_points=3)
+
+    class Probe:  # records the dose points; optionally dies at one, the way a killed machine would
+        def __init__(self, die_at: int | None) -> None:
+            self.die_at, self.steps = die_at, []
+
+        def __call__(self, student: Student, progress: Progress, batch: int) -> dict[str, object]:
+            if progress.step == self.die_at:
+                raise _Interrupt
+            self.steps.append(progress.step)
+            return {"step": progress.step, "dev": {}, "heldout_cosine": {}}
+
+    student, tok = _student()
+    whole = train(student, tok, texts, targets, cfg, "cpu", bank_rows, progress=Progress(), probe=Probe(None))
+
+    ckpt = Checkpoint(tmp_path / "ckpt", every_seconds=0.0)  # saves after every step
+    student, tok = _student()
+    with pytest.raises(_Interrupt):
+        train(student, tok, texts, targets, cfg, "cpu", bank_rows, progress=Progress(), checkpoint=ckpt,
+              probe=Probe(4))
+    saved = ckpt.load()
+    assert saved is not None and saved["progress"]["step"] == 3
+    student, tok = _student()
+    student.load_state_dict(saved["student"])
+    probe = Probe(None)
+    resumed = train(student, tok, texts, targets, cfg, "cpu", bank_rows, progress=Progress(**saved["progress"]),
+                    checkpoint=ckpt, probe=probe, saved_opt=saved["opt"])
+    assert resumed == pytest.approx(whole, rel=1e-5)  # same batches, dropout, optimiser moments: same losses
+    assert probe.steps == [4, 6]  # the dose points after the stop; those before it are in the checkpoint
+
+
+def test_distilled_artifact_assembles_into_a_bundle_in_the_teachers_space(teacher_bundle: Path,
+                                                                          tmp_path: Path) -> None:
     cfg = DistillConfig(name="leaf-test", teacher=str(teacher_bundle), queries=48, passages=16, heldout=12,
-                        steps=3, batch=8)
-    (bundle,) = distill(cfg, tmp_path, int8=False)
+                        steps=3, batch=8, lstsq_texts=40, eval_points=1)
+    artifacts, models = tmp_path / "artifacts", tmp_path / "models"
+    (bundle,) = distill(cfg, models, int8=False, artifacts=artifacts, checkpoint_dir=tmp_path / "ckpt",
+                        log_path=tmp_path / "dose.jsonl")
     m = read_json(bundle / "manifest.json")
     t = read_json(teacher_bundle / "manifest.json")
     assert validate(m) == []
     assert (m["role"], m["space"], m["dims"], m["hidden_size"]) == ("student", t["space"], t["dims"], t["dims"])
     assert m["query_prefix"] == t["query_prefix"]
-    tr = m["provenance"]["training"]
+    prov = read_provenance("leaf-test", artifacts)
+    tr = prov["training"]
     assert tr["teacher"]["onnx_sha256"] == t["provenance"]["onnx_sha256"]
-    assert tr["steps"] == 3 and tr["data"]["queries"]["used"] == 48
+    assert tr["steps"] == 3 and tr["examples_seen"] == 24 and tr["data"]["queries"]["used"] == 48
+    assert m["provenance"]["training"]["artifact"]["sha256"] == prov["sha256"] == sha256_file(artifacts / "leaf-test" / prov["file"])
     assert m["provenance"]["checks"]["onnx_vs_torch_min_cos"] >= 0.9999
+    # The artifact holds what training changed, not the frozen word embeddings the base weights supply.
+    assert prov["parameters"] < 12_000_000 and prov["bytes"] < 30 * 2**20
+    dose = [json.loads(line) for line in (tmp_path / "dose.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in dose] == [0, 3] and dose[-1]["examples"] == 24
+    assert verify("leaf-test", models, artifacts)["ok"]
     v = Encoder(bundle).encode(["what is the capital of france"])
     assert v.shape == (1, t["dims"])
-    # Idempotent: same inputs -> skipped, same graph.
+    # Set-up's path: a fresh model root, assembled from the artifact alone (no teacher, no training data).
+    (again,) = assemble("leaf-test", tmp_path / "fresh", artifacts, int8=False)
+    assert read_json(again / "manifest.json")["provenance"]["onnx_sha256"] == m["provenance"]["onnx_sha256"]
+    # Idempotent: same inputs -> the artifact is kept, the bundle skipped.
     sha = m["provenance"]["onnx_sha256"]
-    distill(cfg, tmp_path, int8=False)
+    distill(cfg, models, int8=False, artifacts=artifacts, checkpoint_dir=tmp_path / "ckpt")
     assert read_json(bundle / "manifest.json")["provenance"]["onnx_sha256"] == sha
+
+
+def test_assembly_refuses_an_artifact_that_does_not_match_its_provenance(teacher_bundle: Path,
+                                                                          tmp_path: Path) -> None:
+    cfg = DistillConfig(name="leaf-bad", teacher=str(teacher_bundle), queries=16, passages=0, sentences=0,
+                        heldout=0, steps=1, batch=8, lstsq_texts=16, eval_points=1)
+    artifacts = tmp_path / "artifacts"
+    distill(cfg, tmp_path / "models", int8=False, artifacts=artifacts, checkpoint_dir=tmp_path / "ckpt")
+    prov = read_provenance("leaf-bad", artifacts)
+    path = artifacts / "leaf-bad" / prov["file"]
+    path.write_bytes(path.read_bytes()[:-1] + b"\0")
+    with pytest.raises(BuildError) as err:
+        assemble("leaf-bad", tmp_path / "other", artifacts, int8=False)
+    assert prov["sha256"] in str(err.value) and sha256_file(path) in str(err.value)
+    assert not (tmp_path / "other" / "leaf-bad").exists()
+    with pytest.raises(SystemExit, match="no student artifact 'nope'"):
+        assemble("nope", tmp_path / "other", artifacts)
