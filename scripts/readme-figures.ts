@@ -3,6 +3,8 @@
 //   config      the configuration tables, from the services' zod schemas (the enforced ones)
 //   eval        one table per report in docs/figures/eval-*.json (saved by `tandem eval --json`)
 //   bench-*     the output of a benchmark run, saved in docs/figures/bench-*.txt
+//   distill-*   a distilled student's release (training/artifacts/<name>/provenance.json) and the dose
+//               curve its run logged (docs/figures/distill-<name>.jsonl)
 // Every README of the repository (the top level's, each service's and package's, training's) is
 // rendered the same way; a README without markers is left as it is.
 // Usage: pnpm readme           rewrite the READMEs that changed
@@ -79,7 +81,112 @@ const figureFiles = (prefix: string, ext: string) =>
         .sort()
     : [];
 
+/** One row of a distillation run's dose curve (training/tandem_training/distill.py DoseProbe). */
+interface DosePoint {
+  step: number;
+  examples: number;
+  train_seconds: number;
+  loss: number | null;
+  heldout_cosine: Record<string, { mean: number; p10: number }>;
+  dev: Record<string, { "ndcg@10": number; "recall@100": number }>;
+}
+
+/** The part of an artifact's provenance.json the README shows. */
+interface Provenance {
+  name: string;
+  release: number;
+  file: string;
+  sha256: string;
+  bytes: number;
+  parameters: number;
+  training: {
+    teacher: { bundle: string; space: string };
+    data: Record<string, { used?: number; available?: number }>;
+    train_texts: number;
+    steps: number;
+    examples_seen: number;
+    machine: string;
+    seconds: { teacher_embedding: number; train: number };
+    config: { budget: number; batch: number; lr: number; rank_weight: number };
+  };
+  heldout_cosine_to_teacher: { least_squares_init: Record<string, { mean: number }> };
+  dev: {
+    chosen_step: number;
+    scores: Record<string, { "ndcg@10": number }>;
+    after_run?: Record<string, { "ndcg@10": number; "recall@100": number; queries: number }>;
+  };
+}
+
+const thousands = (n: number) => n.toLocaleString("en-US");
+
+/** The exported student scored on the dev splits after the run (`python -m tandem_training.artifact dev`). */
+function afterRun(scores: Provenance["dev"]["after_run"]): string[] {
+  if (!scores || Object.keys(scores).length === 0) return [];
+  const figures = Object.entries(scores).map(
+    ([set, s]) =>
+      `${set} (${s.queries} queries) nDCG@10 ${s["ndcg@10"].toFixed(2)}, Recall@100 ${s["recall@100"].toFixed(2)}`,
+  );
+  return ["", `The exported student on the dev splits, scored after the run: ${figures.join("; ")}.`];
+}
+
+/** How the exported dose point was chosen: on dev figures, or the run's last point when it had none. */
+function chosen(dev: Provenance["dev"]): string {
+  const scores = Object.entries(dev.scores);
+  if (scores.length === 0)
+    return "no dev figures during the run (the dev corpora's teacher vectors were not cached yet): its last point is the one exported";
+  const figures = scores.map(([set, s]) => `${set} nDCG@10 ${s["ndcg@10"].toFixed(2)}`).join(", ");
+  return `chosen on dev at step ${thousands(dev.chosen_step)} (${figures})`;
+}
+
+function distillFigures(artifact: string): string {
+  const prov = JSON.parse(
+    readFileSync(join(ROOT, "training/artifacts", artifact, "provenance.json"), "utf8"),
+  ) as Provenance;
+  const curve = readFileSync(join(FIGURES, `distill-${artifact}.jsonl`), "utf8")
+    .split("\n")
+    .filter((l) => l.trim())
+    .map((l) => JSON.parse(l) as DosePoint);
+  const t = prov.training;
+  const kinds = Object.keys(curve[0]?.heldout_cosine ?? {});
+  const devs = [...new Set(curve.flatMap((p) => Object.keys(p.dev)))];
+  const used = (k: string) => thousands(t.data[k]?.used ?? 0);
+  const summary = [
+    `**${prov.name}** release ${prov.release}: \`${prov.file}\` (${(prov.bytes / 2 ** 20).toFixed(1)} MiB, ` +
+      `${thousands(prov.parameters)} trained parameters as fp16, sha256 \`${prov.sha256.slice(0, 12)}…\`), ` +
+      `distilled into \`${t.teacher.space}\` (teacher bundle \`${t.teacher.bundle}\`) on ${t.machine}: ` +
+      `${thousands(t.train_texts)} training texts (${used("queries")} queries, ${used("sentences")} corpus sentences, ` +
+      `${used("passages")} passages), teacher targets in ${thousands(t.seconds.teacher_embedding)} s, ` +
+      `${thousands(t.steps)} steps × ${t.config.batch} = ${thousands(t.examples_seen)} examples in ` +
+      `${thousands(t.seconds.train)} s of training; ${chosen(prov.dev)}.`,
+  ];
+  const head = [
+    "examples seen",
+    "training s",
+    "loss",
+    ...kinds.map((k) => `held-out cos ${k}`),
+    ...devs.map((d) => `dev nDCG@10 ${d}`),
+  ];
+  const rows = curve.map((p) =>
+    [
+      thousands(p.examples),
+      thousands(p.train_seconds),
+      p.loss === null ? "–" : p.loss.toFixed(4),
+      ...kinds.map((k) => p.heldout_cosine[k]?.mean.toFixed(4) ?? "–"),
+      ...devs.map((d) => p.dev[d]?.["ndcg@10"].toFixed(2) ?? "–"),
+    ].join(" | "),
+  );
+  return [
+    ...summary,
+    "",
+    `| ${head.join(" | ")} |`,
+    `| ${head.map(() => "---").join(" | ")} |`,
+    ...rows.map((r) => `| ${r} |`),
+    ...afterRun(prov.dev.after_run),
+  ].join("\n");
+}
+
 function render(name: string): string {
+  if (name.startsWith("distill-")) return distillFigures(name.slice("distill-".length));
   if (name === "config") return configTables();
   if (name === "eval") {
     const files = figureFiles("eval-", ".json");

@@ -2,6 +2,7 @@
 
   python -m tandem_training.artifact assemble leaf-minilm-mpnet    # pinned base weights + artifact -> bundles
   python -m tandem_training.artifact verify leaf-minilm-mpnet      # the built bundle matches the provenance
+  python -m tandem_training.artifact dev leaf-minilm-mpnet         # score the built bundle on the dev splits
 
 Distillation is a run of hours; set-up must not repeat it. The run's product is one file under
 training/artifacts/<name>/: the tensors training changed (fp16 safetensors; the frozen word embeddings are not in
@@ -199,11 +200,32 @@ def verify(name: str, models: Path, artifacts: Path = ARTIFACTS_DIR) -> dict[str
     return result
 
 
+def dev_scores(name: str, models: Path, artifacts: Path = ARTIFACTS_DIR) -> dict[str, Any]:
+    """The built student on the dev splits, recorded in the provenance (`dev.after_run`).
+
+    For a run whose dose points had no dev figures (the eval had not cached the teacher's vectors of the dev
+    corpora yet): the exported student is scored once they are. Never a test split.
+    """
+    from .devset import DEV_SPLITS, load_dev_set
+
+    prov = read_provenance(name, artifacts)
+    enc = Encoder(models / prov["spec"]["key"])
+    teacher = prov["training"]["teacher"]["onnx_sha256"]
+    scores: dict[str, Any] = {}
+    for dataset, split in DEV_SPLITS:
+        ds = load_dev_set(dataset, split, teacher, int(enc.manifest["dims"]), log=lambda m: log(m))
+        if ds is not None:
+            scores[f"{dataset}/{split}"] = {**ds.score(enc.encode(ds.queries, "query")), "queries": len(ds.queries)}
+    prov["dev"]["after_run"] = scores
+    write_json(artifacts / name / "provenance.json", prov)
+    return scores
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m tandem_training.artifact", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for cmd in ("assemble", "verify"):
+    for cmd in ("assemble", "verify", "dev"):
         p = sub.add_parser(cmd)
         p.add_argument("name", nargs="?", default="leaf-minilm-mpnet")
         p.add_argument("--models", type=Path, default=models_dir())
@@ -215,6 +237,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if a.cmd == "assemble":
             assemble(a.name, a.models, a.artifacts, int8=not a.no_int8, force=a.force)
+        elif a.cmd == "dev":
+            print(json.dumps(dev_scores(a.name, a.models, a.artifacts), indent=2))
         else:
             result = verify(a.name, a.models, a.artifacts)
             print(json.dumps(result, indent=2))
