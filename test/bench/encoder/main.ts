@@ -22,9 +22,14 @@ const { values: args } = parseArgs({
 });
 const threads = Number(args.threads);
 const requests = Number(args.requests);
-const bundles = (args.bundle ?? ["leaf-minilm-mpnet-int8", "leaf-minilm-mpnet"]).map((b) =>
-  existsSync(`${MODELS}/${b}/manifest.json`) ? b : b.replace("leaf-minilm-mpnet", "all-minilm-l6-v2"),
-);
+// The distilled student beside the undistilled model it started from, so the student's query cost is read
+// against all-MiniLM-L6-v2's in the same run (the projection to the teacher's width is its only extra work).
+const STUDENT = "leaf-minilm-mpnet";
+const BASELINE = "all-minilm-l6-v2";
+const bundles = (
+  args.bundle ??
+  [`${STUDENT}-int8`, STUDENT, `${BASELINE}-int8`, BASELINE].filter((b) => existsSync(`${MODELS}/${b}/manifest.json`))
+).filter((b, i, all) => all.indexOf(b) === i);
 const queries = [...loadQueries("scifact"), ...loadQueries("nfcorpus")].map((q) => q.text);
 
 const pct = (xs: number[], p: number) => {
@@ -104,11 +109,24 @@ console.log(
   "| bundle | bare p50 ms | service p50 ms | service p99 ms | overhead ratio | qps 1 | qps 8 | qps 32 | qps32/qps1 |",
 );
 console.log("|---|---|---|---|---|---|---|---|---|");
-const results = [];
+interface Row {
+  bundle: string;
+  bare_p50_ms: number;
+  bare_p99_ms: number;
+  p50_ms: number;
+  p99_ms: number;
+  overhead_ratio: number;
+  qps_1: number;
+  qps_8: number;
+  qps_32: number;
+  p99_ms_32: number;
+  batching_gain: number;
+}
+const results: Row[] = [];
 for (const name of bundles) {
   const dir = `${MODELS}/${name}`;
   const s = await measure(dir);
-  const row = {
+  const row: Row = {
     bundle: name,
     bare_p50_ms: round(s.bare.p50),
     bare_p99_ms: round(s.bare.p99),
@@ -126,5 +144,23 @@ for (const name of bundles) {
     `| ${name} | ${row.bare_p50_ms} | ${row.p50_ms} | ${row.p99_ms} | ${row.overhead_ratio} | ${row.qps_1} | ${row.qps_8} | ${row.qps_32} | ${row.batching_gain} |`,
   );
 }
+// Student vs baseline of the same precision: the query-latency price of distillation.
+const versus = results.flatMap((r) => {
+  const base = results.find((b) => b.bundle === r.bundle.replace(STUDENT, BASELINE));
+  return r.bundle.startsWith(STUDENT) && base && base !== r
+    ? [
+        {
+          student: r.bundle,
+          baseline: base.bundle,
+          bare_p50_ratio: round(r.bare_p50_ms / base.bare_p50_ms, 3),
+          p50_ratio: round(r.p50_ms / base.p50_ms, 3),
+        },
+      ]
+    : [];
+});
+if (versus.length) {
+  console.log("\n| student | undistilled baseline | bare p50 ratio | service p50 ratio |\n|---|---|---|---|");
+  for (const v of versus) console.log(`| ${v.student} | ${v.baseline} | ${v.bare_p50_ratio} | ${v.p50_ratio} |`);
+}
 const head = results[0]!;
-console.log(JSON.stringify({ ...head, machine, threads, runs: results }));
+console.log(JSON.stringify({ ...head, machine, threads, runs: results, versus }));
