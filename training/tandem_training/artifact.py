@@ -20,6 +20,7 @@ import argparse
 import json
 import shutil
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from .bundle import BuildError, build_bundles, is_current, bundle_keys, log
+from .bundle import BuildError, build_bundles, bundle_keys, is_current, log
 from .encode import Encoder
 from .export import TokenGraph, load_encoder
 from .fetch import fetch
@@ -111,7 +112,7 @@ def write_artifact(out_dir: Path, name: str, release: int, encoder: torch.nn.Mod
         "tensors": len(tensors) - 1,
         "parameters": int(sum(t.numel() for k, t in tensors.items() if k != REFERENCE)),
         "base": {"key": base_key, "source": base.source, "weights_sha256": base.weights_sha256},
-        "spec": {k: v for k, v in spec.__dict__.items()},
+        "spec": asdict(spec),
         "reference": {"texts_sha256": texts_sha256(), "texts": len(verification_texts()), "kind": "query",
                       "min_cosine": MIN_ONNX_VS_TORCH},
         **provenance,
@@ -161,7 +162,7 @@ def assemble(name: str, models: Path, artifacts: Path = ARTIFACTS_DIR, int8: boo
     if prov["reference"]["texts_sha256"] != texts_sha256():
         raise BuildError(f"{name}: the verification texts changed since the artifact recorded its reference "
                          f"vectors ({prov['reference']['texts_sha256'][:12]} vs {texts_sha256()[:12]}); "
-                         f"re-record them with the training run's `--reference-only`")
+                         f"recompute them from the artifact's tensors with write_artifact and commit the new file")
     encoder = load_encoder(base.hf_dir)
     graph = TokenGraph(encoder, load_trained(encoder, tensors))
     training = {k: prov[k] for k in ("release", "training", "dev", "heldout_cosine_to_teacher") if k in prov}

@@ -41,8 +41,7 @@ from torch import nn
 
 from . import BUILDER
 from .artifact import ARTIFACTS_DIR, assemble, write_artifact
-from .bundle import log as bundle_log
-from .data import DistillData, load
+from .data import load
 from .devset import DEV_SPLITS, DevSet, load_dev_set
 from .embcache import EmbeddingCache
 from .encode import Encoder
@@ -355,13 +354,12 @@ def distill(cfg: DistillConfig, models: Path, int8: bool = True, force: bool = F
         student.load_state_dict(saved["student"])
         progress = Progress(**saved["progress"])
         log(f"resumed from {ckpt.path}: step {progress.step}, {progress.train_seconds:.0f}s of training done")
-    init = progress.dose[0]["heldout_cosine"] if progress.dose else None
 
     # 3. Fine-tune encoder + projection, probing the dose curve on the way.
     corpus_rows = [i for i, kind in enumerate(data.kinds) if kind != "query"]
     losses = train(student, tok, train_texts, y_train, cfg, device, corpus_rows, progress=progress,
                    checkpoint=ckpt, probe=probe, saved_opt=saved["opt"] if saved else None)
-    init = init or progress.dose[0]["heldout_cosine"]
+    init = progress.dose[0]["heldout_cosine"]
     final = progress.dose[-1]
     chosen = final
     if progress.best is not None and progress.best["row"]["step"] != final["step"] and dev_score(final) is not None \
@@ -381,7 +379,7 @@ def distill(cfg: DistillConfig, models: Path, int8: bool = True, force: bool = F
                   + (" + rank_weight x KL(teacher || student) of similarities to the corpus texts' teacher vectors"
                      if cfg.rank_weight > 0 else "") + "; projection init by least squares",
         "distill_key": distill_key,
-        "config": {k: v for k, v in asdict(cfg).items()},
+        "config": asdict(cfg),
         "teacher": {"bundle": teacher_m["name"], "onnx_sha256": teacher_sha, "space": teacher_m["space"]},
         "student_init": {"source": student_src.source, "weights_sha256": student_src.weights_sha256},
         "data": data.sources,
