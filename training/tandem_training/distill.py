@@ -1,6 +1,6 @@
 """LEAF / ScalingNote stage 2: distil a small student into a teacher's embedding space.
 
-  python -m tandem_training.distill --budget 75m         # the release run: all-MiniLM-L6-v2 -> all-mpnet-base-v2 space
+  python -m tandem_training.distill --budget 40m         # release 4: all-MiniLM-L6-v2 -> all-mpnet-base-v2 space
   python -m tandem_training.distill --budget 8h --device cuda --queries 70000 --sentences 60000   # a bigger dose
 
 The run's product is the committed artifact (training/artifacts/<name>/, see artifact.py) from which set-up
