@@ -82,6 +82,11 @@ def reference_vectors(graph: TokenGraph, tokenizer_json: Path, max_tokens: int, 
         return torch.nn.functional.normalize(pooled, dim=-1).contiguous()
 
 
+def reference_cosine(bundle: Path, reference: torch.Tensor) -> float:
+    """Min cosine between a built bundle's vectors of the verification texts (as queries) and the recorded ones."""
+    return min_cosine(reference.numpy(), Encoder(bundle).encode(verification_texts(), "query"))
+
+
 def texts_sha256() -> str:
     return sha256_json(verification_texts())
 
@@ -172,9 +177,7 @@ def assemble(name: str, models: Path, artifacts: Path = ARTIFACTS_DIR, int8: boo
                               **{f"base:{k}": v for k, v in base.weights_sha256.items()},
                               "artifact": prov["sha256"]},
                           identity, training=training, int8=int8, force=True)
-    ref = tensors[REFERENCE].numpy()
-    got = Encoder(built[0]).encode(verification_texts(), "query")
-    cos = min_cosine(ref, got)
+    cos = reference_cosine(built[0], tensors[REFERENCE])
     if cos < prov["reference"]["min_cosine"]:
         for b in built:
             shutil.rmtree(b, ignore_errors=True)
@@ -190,10 +193,9 @@ def verify(name: str, models: Path, artifacts: Path = ARTIFACTS_DIR) -> dict[str
     bundle = models / prov["spec"]["key"]
     m = read_json(bundle / "manifest.json")
     art = (m["provenance"].get("training") or {}).get("artifact", {})
-    ref = load_file(str(artifacts / name / prov["file"]))[REFERENCE].numpy()
-    got = Encoder(bundle).encode(verification_texts(), "query")
+    ref = load_file(str(artifacts / name / prov["file"]))[REFERENCE]
     result = {"artifact_sha256_matches": art.get("sha256") == prov["sha256"],
-              "reference_min_cosine": round(min_cosine(ref, got), 6),
+              "reference_min_cosine": round(reference_cosine(bundle, ref), 6),
               "onnx_sha256": m["provenance"]["onnx_sha256"],
               "onnx_sha256_as_recorded": m["provenance"]["onnx_sha256"] == prov.get("onnx_sha256")}
     result["ok"] = bool(result["artifact_sha256_matches"]

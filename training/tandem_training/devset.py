@@ -10,7 +10,6 @@ is not fully cached is skipped with a note: embedding a corpus with the teacher 
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
@@ -20,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from .evaluate import ndcg_at, recall_at
+from .evaluate import ndcg_at, read_qrels, recall_at
 from .paths import REPO_ROOT, datasets_dir
 
 # (dataset, qrels split) pairs used for selection; neither is a test split.
@@ -91,10 +90,7 @@ def load_dev_set(name: str, split: str, teacher_onnx_sha256: str, dims: int,
                 return None
             doc_ids.append(str(doc["_id"]))
             vectors.append(v)
-    judged: dict[str, dict[str, int]] = {}
-    with open(qrels_path, encoding="utf-8") as f:
-        for row in csv.DictReader(f, delimiter="\t"):
-            judged.setdefault(row["query-id"], {})[row["corpus-id"]] = int(row["score"])
+    judged = read_qrels(qrels_path)
     texts: dict[str, str] = {}
     with open(root / "queries.jsonl", encoding="utf-8") as f:
         for line in f:

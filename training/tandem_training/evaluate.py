@@ -34,11 +34,16 @@ def load_beir(name: str) -> tuple[dict[str, str], dict[str, str], dict[str, dict
         for line in f:
             q = json.loads(line)
             queries[q["_id"]] = q["text"]
+    return corpus, queries, read_qrels(root / "qrels" / "test.tsv")
+
+
+def read_qrels(path: Path) -> dict[str, dict[str, int]]:
+    """A BEIR qrels file (query-id, corpus-id, score; header row): query id -> judged doc id -> grade."""
     qrels: dict[str, dict[str, int]] = {}
-    with open(root / "qrels" / "test.tsv", encoding="utf-8") as f:
+    with open(path, encoding="utf-8") as f:
         for row in csv.DictReader(f, delimiter="\t"):
             qrels.setdefault(row["query-id"], {})[row["corpus-id"]] = int(row["score"])
-    return corpus, queries, qrels
+    return qrels
 
 
 def ndcg_at(ranked: list[str], rels: dict[str, int], k: int = 10) -> float:
