@@ -12,6 +12,7 @@ export {
 export * from "./errors.js";
 export { createLogger, type Logger } from "./logger.js";
 export { globalMeter, LATENCY_BUCKETS_MS, type Meter, type Metrics, startMetrics } from "./metrics.js";
+export { DEFAULT_RETRY_LIMIT_MS, type RetryNotice, type RetryPolicy, retryUnavailable } from "./retry.js";
 export { runService, type Stoppable } from "./run.js";
 export {
   authInterceptor,
