@@ -25,10 +25,46 @@ const providers = z
   })
   .describe("onnxruntime execution providers in order of preference; the first that loads is used");
 
+const sentinels = z
+  .string()
+  .default("")
+  .transform((s, ctx) => {
+    const list: Array<{ host: string; port: number }> = [];
+    for (const item of s.split(",").map((x) => x.trim())) {
+      if (!item) continue;
+      const at = item.lastIndexOf(":");
+      const port = Number(item.slice(at + 1));
+      if (at <= 0 || !Number.isInteger(port) || port < 1 || port > 65535) {
+        ctx.addIssue({ code: "custom", message: `"${item}" is not host:port` });
+        return z.NEVER;
+      }
+      list.push({ host: item.slice(0, at), port });
+    }
+    return list;
+  })
+  .describe(
+    "comma-separated host:port of Redis Sentinels; when set, the master named REDIS_SENTINEL_NAME is found through them and REDIS_URL gives only its password and db",
+  );
+
 export const indexerConfigSchema = z.object({
   ...commonConfig,
   PORT: env.port(50053, "gRPC port of the producer API (0 picks a free one)"),
   REDIS_URL: env.string("redis://127.0.0.1:6379", "Redis holding the job queue, content hashes and reindex state"),
+  REDIS_SENTINELS: sentinels,
+  REDIS_SENTINEL_NAME: env.string("mymaster", "master group name the Sentinels know (with REDIS_SENTINELS)"),
+  REDIS_CONNECT_TIMEOUT_MS: env.int(5000, 100, 600_000, "how long one connection attempt to Redis may take"),
+  REDIS_COMMAND_TIMEOUT_MS: env.int(
+    5000,
+    100,
+    600_000,
+    "API side: a Redis command unanswered this long fails, and its RPC answers UNAVAILABLE",
+  ),
+  REDIS_RECONNECT_MAX_MS: env.int(
+    2000,
+    100,
+    60_000,
+    "longest pause between reconnection attempts to Redis (the delay doubles from 100 ms up to this)",
+  ),
   QUEUE_PREFIX: env.string("tandem", "prefix of every Redis key this service writes (one per deployment / test run)"),
   FILE_ROOT: env.string("/", "SubmitFile only reads files under this directory"),
   ANN_ADDR: env.string("127.0.0.1:50052", "host:port of the ANN service the vectors are written to"),

@@ -1,7 +1,8 @@
 import type { DocumentRejection } from "@tandem/proto";
 import { type Job, Queue, type QueueOptions } from "bullmq";
-import { Redis } from "ioredis";
+import type { Redis } from "ioredis";
 import type { IndexerConfig } from "./config.js";
+import { type RedisSide, redisOptions } from "./redis-connection.js";
 import type { Doc } from "./validate.js";
 
 /**
@@ -124,9 +125,9 @@ export function jobId(submissionId: string, chunk: number): string {
   return `${submissionId}-${chunk}`;
 }
 
-export function queueOptions(config: IndexerConfig): QueueOptions {
+export function queueOptions(config: IndexerConfig, side: RedisSide): QueueOptions {
   return {
-    connection: { url: config.REDIS_URL, maxRetriesPerRequest: null },
+    connection: redisOptions(config, side),
     prefix: config.QUEUE_PREFIX,
     defaultJobOptions: {
       attempts: config.JOB_ATTEMPTS,
@@ -138,19 +139,12 @@ export function queueOptions(config: IndexerConfig): QueueOptions {
   };
 }
 
-export function openQueue(config: IndexerConfig): Queue<JobData, ChunkProgress> {
-  return new Queue<JobData, ChunkProgress>(QUEUE_NAME, queueOptions(config));
+export function openQueue(config: IndexerConfig, side: RedisSide): Queue<JobData, ChunkProgress> {
+  return new Queue<JobData, ChunkProgress>(QUEUE_NAME, queueOptions(config, side));
 }
 
-export function openDeadLetterQueue(config: IndexerConfig): Queue {
-  return new Queue(DEAD_LETTER_QUEUE_NAME, {
-    connection: { url: config.REDIS_URL, maxRetriesPerRequest: null },
-    prefix: config.QUEUE_PREFIX,
-  });
-}
-
-export function openRedis(config: IndexerConfig): Redis {
-  return new Redis(config.REDIS_URL, { maxRetriesPerRequest: 3 });
+export function openDeadLetterQueue(config: IndexerConfig, side: RedisSide): Queue {
+  return new Queue(DEAD_LETTER_QUEUE_NAME, { connection: redisOptions(config, side), prefix: config.QUEUE_PREFIX });
 }
 
 /** Jobs not yet started: what MAX_QUEUED_JOBS bounds. */

@@ -13,8 +13,10 @@ import { AnnGateway } from "./ann-writer.js";
 import type { IndexerConfig } from "./config.js";
 import { IndexerMetrics } from "./metrics.js";
 import { Producer } from "./producer.js";
-import { Keys, openDeadLetterQueue, openQueue, openRedis } from "./queue.js";
+import { Keys, openDeadLetterQueue, openQueue } from "./queue.js";
+import { ConnectionWatch, connectRedis, storeName } from "./redis-connection.js";
 import { indexerHandlers } from "./server.js";
+import { withStoreErrors } from "./store-errors.js";
 import { TeacherRegistry } from "./teacher.js";
 import { type RunningWorker, startWorker } from "./worker.js";
 
@@ -39,9 +41,15 @@ export async function startIndexer(
   const ownMetrics = deps.meter ? null : await startMetrics("doc-indexer", config.METRICS_PORT, config.HOST);
   const meter = deps.meter ?? ownMetrics!.meter;
   const keys = new Keys(config.QUEUE_PREFIX);
-  const redis = openRedis(config);
-  const queue = openQueue(config);
-  const deadLetters = openDeadLetterQueue(config);
+  const store = storeName(config);
+  const redis = await connectRedis(config, "api");
+  const queue = openQueue(config, "api");
+  const deadLetters = openDeadLetterQueue(config, "api");
+  // One log line per outage, not one per failed reconnect (every client reports each of those).
+  const connection = new ConnectionWatch(store, log);
+  connection.watch(redis);
+  queue.on("error", (err) => connection.down(err));
+  deadLetters.on("error", (err) => connection.down(err));
   const ann = new AnnGateway(
     config.ANN_ADDR,
     config.ANN_TIMEOUT_MS,
@@ -64,7 +72,7 @@ export async function startIndexer(
       bind(
         "tandem.v1.Indexer",
         IndexerService,
-        indexerHandlers({ config, producer, redis, keys, teacher: worker?.teacher ?? null }),
+        withStoreErrors(indexerHandlers({ config, producer, redis, keys, teacher: worker?.teacher ?? null }), store),
       ),
     ],
     host: config.HOST,

@@ -23,11 +23,12 @@ import {
   Keys,
   openDeadLetterQueue,
   openQueue,
-  openRedis,
   QUEUE_NAME,
   queueOptions,
 } from "./queue.js";
+import { ConnectionWatch, connectRedis, storeName } from "./redis-connection.js";
 import { endReindex, type ReindexState, readReindexState, runReindex } from "./reindex.js";
+import { isStoreUnavailable } from "./store-errors.js";
 import { TeacherRegistry } from "./teacher.js";
 import { type Doc, SubmissionValidator } from "./validate.js";
 
@@ -60,7 +61,9 @@ function permanent(err: unknown): boolean {
 export async function startWorker(config: IndexerConfig, deps: WorkerDeps): Promise<RunningWorker> {
   const log = deps.log ?? createLogger("doc-indexer-worker", config.LOG_LEVEL);
   const keys = new Keys(config.QUEUE_PREFIX);
-  const redis: Redis = openRedis(config);
+  const redis: Redis = await connectRedis(config, "worker");
+  const connection = new ConnectionWatch(storeName(config), log);
+  connection.watch(redis);
   const ann = new AnnGateway(
     config.ANN_ADDR,
     config.ANN_TIMEOUT_MS,
@@ -78,8 +81,10 @@ export async function startWorker(config: IndexerConfig, deps: WorkerDeps): Prom
   const teacher = await teachers.load(config.TEACHER_BUNDLE_DIR);
   await redis.set(keys.provider(), teacher.info.executionProvider);
   const metrics = deps.metrics ?? new IndexerMetrics(deps.meter);
-  const deadLetters = openDeadLetterQueue(config);
-  const queue = openQueue(config);
+  const deadLetters = openDeadLetterQueue(config, "worker");
+  const queue = openQueue(config, "worker");
+  deadLetters.on("error", (err) => connection.down(err));
+  queue.on("error", (err) => connection.down(err));
   const pipeline: PipelineDeps = {
     ann,
     content,
@@ -200,7 +205,7 @@ export async function startWorker(config: IndexerConfig, deps: WorkerDeps): Prom
         processJob(job, token, signal),
       ),
     {
-      ...queueOptions(config),
+      ...queueOptions(config, "worker"),
       concurrency: config.WORKER_CONCURRENCY,
       lockDuration: config.LOCK_DURATION_MS,
       stalledInterval: config.STALLED_INTERVAL_MS,
@@ -242,7 +247,7 @@ export async function startWorker(config: IndexerConfig, deps: WorkerDeps): Prom
       .catch((e: unknown) => log.error({ jobId: job.id, err: e }, "could not dead-letter job"));
   });
   worker.on("stalled", (jobId) => log.warn({ jobId }, "job stalled (its worker died): back in the queue"));
-  worker.on("error", (err) => log.error({ err }, "worker error"));
+  worker.on("error", (err) => (isStoreUnavailable(err) ? connection.down(err) : log.error({ err }, "worker error")));
   await worker.waitUntilReady();
   log.info(
     {

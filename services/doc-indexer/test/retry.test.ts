@@ -53,7 +53,7 @@ describe("transient failures are retried with exponential backoff", () => {
     await ann!.stop();
     ann = null;
     await unary(c.indexer.resumeQueue.bind(c.indexer), {});
-    const queue = openQueue(testConfig(prefix, annPort, vars));
+    const queue = openQueue(testConfig(prefix, annPort, vars), "worker");
     try {
       // Wait until at least two attempts failed against the missing service, then bring it back.
       const deadline = Date.now() + 30_000;
