@@ -65,6 +65,10 @@ export const indexerConfigSchema = z.object({
     60_000,
     "longest pause between reconnection attempts to Redis (the delay doubles from 100 ms up to this)",
   ),
+  REQUIRE_DURABLE_QUEUE: env.bool(
+    false,
+    "refuse to start unless Redis has AOF persistence on (appendonly yes); false: warn only",
+  ),
   QUEUE_PREFIX: env.string("tandem", "prefix of every Redis key this service writes (one per deployment / test run)"),
   FILE_ROOT: env.string("/", "SubmitFile only reads files under this directory"),
   ANN_ADDR: env.string("127.0.0.1:50052", "host:port of the ANN service the vectors are written to"),

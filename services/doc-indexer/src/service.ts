@@ -16,6 +16,7 @@ import { Producer } from "./producer.js";
 import { Keys, openDeadLetterQueue, openQueue } from "./queue.js";
 import { ConnectionWatch, connectRedis, storeName } from "./redis-connection.js";
 import { indexerHandlers } from "./server.js";
+import { checkStore } from "./store-checks.js";
 import { withStoreErrors } from "./store-errors.js";
 import { TeacherRegistry } from "./teacher.js";
 import { type RunningWorker, startWorker } from "./worker.js";
@@ -38,6 +39,8 @@ export async function startIndexer(
   deps: { log?: Logger; meter?: Meter } = {},
 ): Promise<RunningIndexer> {
   const log = deps.log ?? createLogger("doc-indexer", config.LOG_LEVEL);
+  // Before anything is opened or written: a Redis that would lose jobs stops the start here.
+  await checkStore(config, log);
   const ownMetrics = deps.meter ? null : await startMetrics("doc-indexer", config.METRICS_PORT, config.HOST);
   const meter = deps.meter ?? ownMetrics!.meter;
   const keys = new Keys(config.QUEUE_PREFIX);
