@@ -73,6 +73,12 @@ export class Producer {
     return `s${Date.now().toString(36)}${randomBytes(5).toString("hex")}`;
   }
 
+  /**
+   * Written after the submission's jobs are queued, never before: a Submit cut short by Redis
+   * going away then leaves no record whose jobs are missing (JobStatus would count missing jobs
+   * as long finished and trimmed, i.e. COMPLETED). Jobs queued without their record still run;
+   * resubmitting is safe because content hashes skip what is already indexed.
+   */
   private async record(
     id: string,
     kind: string,
@@ -110,7 +116,6 @@ export class Producer {
     const chunks = Math.ceil(docs.length / size);
     await this.checkBacklog(chunks);
     const id = this.newId();
-    await this.record(id, "index", collection, chunks, docs.length + rejected.length, rejected);
     const jobs = [];
     // The Submit call's trace context: each job's processing joins this trace.
     const trace = traceCarrier();
@@ -126,6 +131,7 @@ export class Producer {
       jobs.push({ name: "docs", data, opts: { jobId: jobId(id, c) } });
     }
     if (jobs.length > 0) await this.queue.addBulk(jobs);
+    await this.record(id, "index", collection, chunks, docs.length + rejected.length, rejected);
     this.log.info(
       { submission: id, collection, accepted: docs.length, rejected: rejected.length, chunks },
       "submitted",
@@ -156,7 +162,6 @@ export class Producer {
     }
     await this.checkBacklog(ranges.length);
     const id = this.newId();
-    await this.record(id, "index", collection, ranges.length, total, []);
     const trace = traceCarrier();
     await this.queue.addBulk(
       ranges.map((range, c) => ({
@@ -165,6 +170,7 @@ export class Producer {
         opts: { jobId: jobId(id, c) },
       })),
     );
+    await this.record(id, "index", collection, ranges.length, total, []);
     this.log.info({ submission: id, collection, path: abs, docs: total, chunks: ranges.length }, "file submitted");
     return { jobId: id, accepted: total, rejected: [] };
   }
