@@ -61,10 +61,15 @@ export function isGrpcError(err: unknown): err is ServiceError {
   return typeof err === "object" && err !== null && "code" in err && "details" in err;
 }
 
+/** An UNAVAILABLE the indexer sent itself because its Redis is away: its message names the store. */
+export function redisAway(err: ServiceError): boolean {
+  return err.code === status.UNAVAILABLE && /\bRedis\b/.test(err.details);
+}
+
 /** One line for a failed call: the status name and the server's message, or a hint when nothing answered. */
 export function describeError(err: unknown, addr?: string): string {
   if (isGrpcError(err)) {
-    if (err.code === status.UNAVAILABLE && addr) {
+    if (err.code === status.UNAVAILABLE && addr && !redisAway(err)) {
       return `nothing answers at ${addr} (${err.details}). Is it running? Start everything with: pnpm tandem up`;
     }
     return `${status[err.code]}: ${err.details}`;

@@ -1,40 +1,63 @@
 import { status } from "@grpc/grpc-js";
 import { type IndexerClient, JobState, type JobStatusResponse } from "@tandem/proto";
-import { unary } from "@tandem/service-kit";
+import { DEFAULT_RETRY_LIMIT_MS, type RetryNotice, retryUnavailable, unary } from "@tandem/service-kit";
 import { SingleBar } from "cli-progress";
-import { isGrpcError } from "./clients.js";
+import { redisAway } from "./clients.js";
 
 export const stateName = (s: JobState) => (JobState[s] ?? "UNKNOWN").replace("JOB_STATE_", "").toLowerCase();
 export const finished = (s: JobStatusResponse) =>
   s.state === JobState.JOB_STATE_COMPLETED || s.state === JobState.JOB_STATE_FAILED;
 
+export interface FollowOptions {
+  /** Draw a progress bar on stderr (a terminal that wants one); otherwise outages get a line each. */
+  bar: boolean;
+  /** How long one outage (JobStatus answering UNAVAILABLE, or nothing) is retried before giving up. */
+  retryForMs?: number;
+  intervalMs?: number;
+  signal?: AbortSignal;
+  /** Told of every retry, after the bar or the line has been updated. */
+  onRetry?: (notice: RetryNotice) => void;
+}
+
+/** What an UNAVAILABLE is waiting for: the indexer names its store when that is what is away. */
+export function waitingFor(notice: RetryNotice): string {
+  return redisAway(notice.error) ? "Redis" : "the indexer";
+}
+
 /**
- * Polls JobStatus until the job completes or fails, drawing a progress bar on
- * stderr when `bar` (a terminal that wants one). Resolves with the final status.
+ * Polls JobStatus until the job completes or fails, drawing a progress bar on stderr when
+ * `opts.bar`. An outage of the indexer or of its Redis does not end the follow: each poll is
+ * retried with backoff for up to `retryForMs` (the bar says what it waits for), and only an
+ * outage longer than that, or another error, is thrown. Resolves with the final status.
  */
 export async function followJob(
   indexer: IndexerClient,
   jobId: string,
-  opts: { bar: boolean; intervalMs?: number; signal?: AbortSignal },
+  opts: FollowOptions,
 ): Promise<JobStatusResponse> {
   let progress: SingleBar | null = null;
-  let misses = 0;
+  let outage: RetryNotice | null = null;
+  const onRetry = (n: RetryNotice) => {
+    const what = `waiting for ${waitingFor(n)} (${Math.round(n.waitedMs / 1000)} of ${Math.round(n.limitMs / 1000)} s)`;
+    if (progress) progress.update({ state: what });
+    else if (!outage) process.stderr.write(`job ${jobId}: ${status[n.error.code]}: ${n.error.details}; ${what}\n`);
+    outage ??= n;
+    opts.onRetry?.(n);
+  };
+  const poll = () =>
+    retryUnavailable(() => unary(indexer.jobStatus.bind(indexer), { jobId }, { timeoutMs: 30_000 }), {
+      limitMs: opts.retryForMs ?? DEFAULT_RETRY_LIMIT_MS,
+      // A slow answer is not a failed job either: the API may share its process (and two
+      // cores) with a busy teacher worker.
+      codes: [status.UNAVAILABLE, status.DEADLINE_EXCEEDED],
+      signal: opts.signal,
+      onRetry,
+    });
   try {
     for (;;) {
-      let s: JobStatusResponse;
-      try {
-        s = await unary(indexer.jobStatus.bind(indexer), { jobId }, { timeoutMs: 30_000 });
-        misses = 0;
-      } catch (err) {
-        // The API and a busy teacher worker share one process (and here two
-        // cores): a slow answer is not a failed job. Give up only when the
-        // indexer stays unreachable for several polls in a row.
-        const transient =
-          isGrpcError(err) && (err.code === status.DEADLINE_EXCEEDED || err.code === status.UNAVAILABLE);
-        if (!transient || ++misses > 5) throw err;
-        await new Promise((r) => setTimeout(r, 1000));
-        continue;
-      }
+      const s = await poll();
+      if (outage && !progress) process.stderr.write(`job ${jobId}: ${waitingFor(outage)} answers again\n`);
+      outage = null;
       const handled = s.docsDone + s.docsSkipped + s.docsFailed;
       if (opts.bar) {
         if (!progress && s.docsTotal > 0) {

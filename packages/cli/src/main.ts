@@ -1,6 +1,7 @@
 // The `tandem` command. Each subcommand loads its module on demand, so
 // `tandem search` does not pay for onnxruntime or BullMQ at start-up.
 import { availableParallelism } from "node:os";
+import { DEFAULT_RETRY_LIMIT_MS } from "@tandem/service-kit";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { ADDRESS_ENV, DEFAULT_ADDRESSES } from "./addresses.js";
 import { describeError } from "./clients.js";
@@ -19,6 +20,16 @@ const addrOption = (service: keyof typeof DEFAULT_ADDRESSES) =>
     `--${service} <host:port>`,
     `${service} service address (env ${ADDRESS_ENV[service]}, default ${DEFAULT_ADDRESSES[service]})`,
   );
+
+/** How long a job follower rides out the indexer or its Redis answering UNAVAILABLE. */
+const retryForOption = () =>
+  new Option(
+    "--retry-for <seconds>",
+    "while following a job, retry an unavailable indexer or Redis with backoff for this long before giving up",
+  )
+    .env("TANDEM_RETRY_FOR_S")
+    .argParser(int("--retry-for", 0))
+    .default(DEFAULT_RETRY_LIMIT_MS / 1000);
 
 const program = new Command("tandem")
   .description(
@@ -41,6 +52,7 @@ program
   .option("--teacher <bundle>", "teacher bundle (name under .cache/models or a path); default: the best one built")
   .option("--student <bundle>", "student bundle; default: leaf-minilm-mpnet when built")
   .option("--no-index", "start the services only")
+  .addOption(retryForOption())
   .action(async (flags) => {
     const { upCommand } = await import("./commands/up.js");
     process.exitCode = await upCommand(flags);
@@ -80,6 +92,7 @@ program
   .option("--limit <n>", "index only the first n documents", int("--limit", 0), 0)
   .option("--server-file", "let the indexer's workers read the file themselves (the path must exist on their side)")
   .option("--no-wait", "return once the job is queued")
+  .addOption(retryForOption())
   .option("--json", "machine-readable output")
   .addOption(addrOption("indexer"))
   .action(async (file: string, flags) => {
@@ -93,6 +106,7 @@ program
   .argument("[job-id]", "a job to show (and follow with --follow)")
   .option("--limit <n>", "jobs to list", int("--limit"), 20)
   .option("-f, --follow", "follow the job with a progress bar until it finishes")
+  .addOption(retryForOption())
   .option("--json", "machine-readable output")
   .addOption(addrOption("indexer"))
   .action(async (jobId: string | undefined, flags) => {

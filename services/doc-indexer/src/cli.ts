@@ -10,7 +10,7 @@
 import { parseArgs } from "node:util";
 import { credentials } from "@grpc/grpc-js";
 import { IndexerClient, JobState, type JobStatusResponse, type SubmitResponse } from "@tandem/proto";
-import { channelOptions, unary } from "@tandem/service-kit";
+import { channelOptions, DEFAULT_RETRY_LIMIT_MS, retryUnavailable, unary } from "@tandem/service-kit";
 import { streamCorpusFile } from "./stream-file.js";
 
 const { values: opts, positionals } = parseArgs({
@@ -49,7 +49,11 @@ function bar(s: JobStatusResponse): string {
 
 async function follow(jobId: string): Promise<JobStatusResponse> {
   for (;;) {
-    const s = await unary(client.jobStatus.bind(client), { jobId });
+    // Rides out an indexer or Redis outage (UNAVAILABLE) with backoff, as the tandem CLI does.
+    const s = await retryUnavailable(() => unary(client.jobStatus.bind(client), { jobId }), {
+      limitMs: DEFAULT_RETRY_LIMIT_MS,
+      onRetry: (n) => process.stderr.write(`\rUNAVAILABLE (${n.error.details}): retrying in ${n.delayMs} ms   `),
+    });
     process.stderr.write(`\r${bar(s)}   `);
     if (s.state === JobState.JOB_STATE_COMPLETED || s.state === JobState.JOB_STATE_FAILED) {
       process.stderr.write("\n");

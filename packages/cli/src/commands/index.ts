@@ -14,6 +14,8 @@ export interface IndexFlags {
   wait: boolean;
   json?: boolean;
   indexer?: string;
+  /** Seconds a follow retries an unavailable indexer or Redis (--retry-for). */
+  retryFor: number;
 }
 
 export async function indexCommand(file: string, flags: IndexFlags): Promise<number> {
@@ -43,7 +45,10 @@ export async function indexCommand(file: string, flags: IndexFlags): Promise<num
       if (flags.json) process.stdout.write(`${JSON.stringify(res)}\n`);
       return 0;
     }
-    const final = await followJob(indexer, res.jobId, { bar: !flags.json && process.stderr.isTTY === true });
+    const final = await followJob(indexer, res.jobId, {
+      bar: !flags.json && process.stderr.isTTY === true,
+      retryForMs: flags.retryFor * 1000,
+    });
     process.stdout.write(flags.json ? `${JSON.stringify(final)}\n` : `${jobLine(final)}\n`);
     return final.state === JobState.JOB_STATE_COMPLETED ? 0 : 1;
   } catch (err) {

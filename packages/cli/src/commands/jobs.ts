@@ -8,6 +8,8 @@ export interface JobsFlags {
   follow?: boolean;
   json?: boolean;
   indexer?: string;
+  /** Seconds a follow retries an unavailable indexer or Redis (--retry-for). */
+  retryFor: number;
 }
 
 export async function jobsCommand(jobId: string | undefined, flags: JobsFlags): Promise<number> {
@@ -16,7 +18,10 @@ export async function jobsCommand(jobId: string | undefined, flags: JobsFlags): 
   try {
     if (jobId) {
       const s = flags.follow
-        ? await followJob(indexer, jobId, { bar: !flags.json && process.stderr.isTTY === true })
+        ? await followJob(indexer, jobId, {
+            bar: !flags.json && process.stderr.isTTY === true,
+            retryForMs: flags.retryFor * 1000,
+          })
         : await unary(indexer.jobStatus.bind(indexer), { jobId }, { timeoutMs: 10_000 });
       process.stdout.write(flags.json ? `${JSON.stringify(s)}\n` : `${jobLine(s)}\n`);
       return 0;

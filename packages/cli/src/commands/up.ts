@@ -30,6 +30,8 @@ export interface UpFlags {
   teacher?: string;
   student?: string;
   index: boolean;
+  /** Seconds the indexing follow retries an unavailable indexer or Redis (--retry-for). */
+  retryFor: number;
 }
 
 interface Pair {
@@ -353,7 +355,7 @@ async function indexExample(
     const which = limit > 0 && docs === limit ? `the first ${docs}` : `all ${docs}`;
     say(`indexing ${which} documents of ${corpus} into ${alias} with ${teacher.bundleName} …`);
     const res = await streamCorpusFile(indexer, alias, corpus, limit);
-    const final = await followJob(indexer, res.jobId, { bar: true });
+    const final = await followJob(indexer, res.jobId, { bar: true, retryForMs: flags.retryFor * 1000 });
     say(jobLine(final));
     if (final.state !== JobState.JOB_STATE_COMPLETED) throw new Error(`indexing job ${final.jobId} failed`);
   } finally {
