@@ -293,6 +293,9 @@ for (const [overlay, objs] of Object.entries(overlays)) {
         assert.ok(byName("doc-indexer").get("ANN_TLS_CA_FILE"));
         assert.ok(byName("doc-indexer-worker").get("ANN_TLS_CA_FILE"));
         assert.ok(byName("doc-indexer-worker").get("AUTH_TOKEN_FILE"));
+        for (const n of ["doc-indexer", "doc-indexer-worker"]) {
+          assert.equal(byName(n).get("REQUIRE_DURABLE_QUEUE"), "true", `${n} refuses a Redis without AOF`);
+        }
         const so = find(objs, "ScaledObject", "doc-indexer-worker");
         assert.equal(so.spec.scaleTargetRef.name, "doc-indexer-worker");
         const queuePrefix = byName("doc-indexer-worker").get("QUEUE_PREFIX");
