@@ -16,14 +16,14 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from . import BUILDER
 from .encode import Encoder
-from .export import OPSET, TokenGraph, export_onnx, load_encoder
+from .export import OPSET, TokenGraph, export_onnx, fold_dense, load_encoder
 from .fetch import fetch
 from .files import read_json, sha256_file, sha256_json, write_json
 from .manifest import make_manifest, validate
@@ -31,7 +31,8 @@ from .paths import force_offline, models_dir
 from .quantize import quantize_int8
 from .sources import OPT_IN_MODELS, PYPI_MODELS, ModelSpec
 from .tokens import bundle_tokenizer_json
-from .verify import MIN_INT8_VS_FP32, MIN_ONNX_VS_TORCH, min_cosine, triple_check, verification_texts
+from .verify import (MIN_INT8_VS_FP32, MIN_ONNX_VS_TORCH, long_passages, min_cosine, triple_check,
+                     verification_texts)
 
 
 # Bump when export, quantisation or tokenizer rewriting changes what the same inputs produce:
@@ -104,11 +105,15 @@ def build_bundles(
     int8: bool = True,
     force: bool = False,
     extra_provenance: dict[str, Any] | None = None,
+    reference: Callable[[Encoder], dict[str, Any]] | None = None,
+    matryoshka_dims: tuple[int, ...] = (),
 ) -> list[Path]:
     """Export `graph` to <out_root>/<spec.key> (fp32) and <spec.key>-int8, verify both, write manifests.
 
     `identity` names everything the output depends on (weights, data, hyper-parameters); with the spec and
-    builder version it forms inputs_key, which makes re-runs skip unchanged bundles.
+    builder version it forms inputs_key, which makes re-runs skip unchanged bundles. `reference`, when given,
+    checks the fp32 bundle against the model's own implementation and returns the figures to record; it raises
+    BuildError when they fall short.
     """
     out_root.mkdir(parents=True, exist_ok=True)
     keys = bundle_keys(spec, identity, tokenizer_src)
@@ -122,15 +127,17 @@ def build_bundles(
     tmp = out_root / f".{spec.key}.building-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    (tmp / "tokenizer.json").write_text(bundle_tokenizer_json(tokenizer_src, spec.max_tokens), encoding="utf-8")
+    vocab_rows = int(graph.encoder.config.vocab_size)
+    (tmp / "tokenizer.json").write_text(bundle_tokenizer_json(tokenizer_src, spec.max_tokens, vocab_rows),
+                                        encoding="utf-8")
     log(f"{spec.key}: exporting ONNX (opset {OPSET}, hidden {graph.hidden_size})")
-    export_onnx(graph, tmp / "model.onnx")
+    _, opset = export_onnx(graph, tmp / "model.onnx")
     base_prov: dict[str, Any] = {
         "source": source,
         "weights_sha256": weights_sha256,
         "tokenizer_sha256": sha256_file(tmp / "tokenizer.json"),
         "tokenizer_source_sha256": sha256_file(tokenizer_src),
-        "opset": OPSET,
+        "opset": opset,
         "onnx_inputs": ["input_ids", "attention_mask"],
         "inputs_key": inputs_key,
         "training": training,
@@ -141,7 +148,7 @@ def build_bundles(
         prov = {**base_prov, **extra, "onnx_sha256": sha256_file(dir_ / "model.onnx"), "checks": checks}
         if (dir_ / "model.onnx.data").exists():
             prov["onnx_data_sha256"] = sha256_file(dir_ / "model.onnx.data")
-        m = make_manifest(spec, name, precision, graph.hidden_size, "model.onnx", prov)
+        m = make_manifest(spec, name, precision, graph.hidden_size, "model.onnx", prov, matryoshka_dims)
         problems = validate(m)
         if problems:
             raise BuildError(f"{name}: invalid manifest: {problems}")
@@ -165,6 +172,8 @@ def build_bundles(
         raise BuildError(f"{spec.key}: similar-vs-dissimilar sanity failed: {sanity}")
     checks32 = {"onnx_vs_torch_min_cos": round(cos_onnx, 6), "int8_vs_fp32_min_cos": None,
                 "texts": len(texts), "sanity": sanity}
+    if reference is not None:
+        checks32["reference"] = reference(fp32_enc)
     manifest_for(tmp, spec.key, "fp32", checks32, {})
 
     built = [tmp]
@@ -210,18 +219,74 @@ def build_bundles(
     return finals
 
 
-# sentence-transformers modules the bundle carries: the token graph, pooling and normalisation (manifest).
-EXPORTED_MODULES = {f"sentence_transformers.models.{m}" for m in ("Transformer", "Pooling", "Normalize")}
+ST = "sentence_transformers.models."
+# sentence-transformers modules the bundle carries: the token graph, pooling and normalisation (manifest), and
+# Dense layers after pooling, folded into the graph (export.fold_dense).
+EXPORTED_MODULES = {ST + m for m in ("Transformer", "Pooling", "Dense", "Normalize")}
+
+
+def st_modules(hf_dir: Path) -> list[dict[str, Any]]:
+    mf = hf_dir / "modules.json"
+    return list(read_json(mf)) if mf.exists() else []
 
 
 def unexported_modules(hf_dir: Path) -> list[str]:
-    """Modules of a sentence-transformers directory that the export would drop (e.g. Dense layers after pooling):
+    """Modules of a sentence-transformers directory that the export would drop (say a LayerNorm after pooling):
     a bundle without them would embed into another space than the model's."""
-    mf = hf_dir / "modules.json"
-    if not mf.exists():
-        return []
-    return [f"{m.get('path') or m.get('name')} ({m.get('type')})" for m in read_json(mf)
+    return [f"{m.get('path') or m.get('name')} ({m.get('type')})" for m in st_modules(hf_dir)
             if m.get("type") not in EXPORTED_MODULES]
+
+
+def dense_dirs(hf_dir: Path) -> list[Path]:
+    return [hf_dir / m["path"] for m in st_modules(hf_dir) if m.get("type") == ST + "Dense"]
+
+
+def load_graph(hf_dir: Path) -> TokenGraph:
+    """The model's token graph, with its Dense modules (if any) folded in as the projection."""
+    encoder = load_encoder(hf_dir)
+    dirs = dense_dirs(hf_dir)
+    if not dirs:
+        return TokenGraph(encoder)
+    try:
+        return TokenGraph(encoder, projection=fold_dense(dirs, int(encoder.config.hidden_size)))
+    except ValueError as err:
+        raise BuildError(f"{hf_dir}: {err}") from err
+
+
+def st_reference(hf_dir: Path) -> Callable[[Encoder], dict[str, Any]] | None:
+    """For a model with Dense modules the PyTorch graph is this repo's own re-composition of the model, so the
+    bundle is also checked against sentence-transformers itself: its encode_query / encode_document (prompts,
+    pooling, Dense, normalisation) on the verification queries, passages, and passages past 512 tokens."""
+    if not dense_dirs(hf_dir):
+        return None
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError as err:
+        raise BuildError(f"{hf_dir} has Dense modules; checking the bundle needs sentence-transformers: "
+                         "training/.venv/bin/pip install -r training/requirements-reference.txt") from err
+    import sentence_transformers
+
+    def check(enc: Encoder) -> dict[str, Any]:
+        queries, passages = verification_texts(20, 0), verification_texts(0, 20) + long_passages()
+        log(f"reference: sentence-transformers {sentence_transformers.__version__} on {len(queries)} queries, "
+            f"{len(passages)} passages")
+        st = SentenceTransformer(str(hf_dir), device="cpu", local_files_only=True)
+        q_ref = st.encode_query(queries, convert_to_numpy=True, batch_size=8)
+        d_ref = st.encode_document(passages, convert_to_numpy=True, batch_size=4)
+        del st
+        lengths = [len(r) for r in enc.tokenizer.ids([enc.manifest["document_prefix"] + p for p in passages])]
+        got = {"query_min_cos": min_cosine(q_ref, enc.encode(queries, "query")),
+               "document_min_cos": min_cosine(d_ref, enc.encode(passages, "document"))}
+        log(f"reference: {got}, longest passage {max(lengths)} tokens")
+        for what, cos in got.items():
+            if cos < MIN_ONNX_VS_TORCH:
+                raise BuildError(f"ONNX vs sentence-transformers {what} {cos:.6f} < {MIN_ONNX_VS_TORCH}")
+        return {"implementation": f"sentence-transformers {sentence_transformers.__version__} "
+                                  "encode_query/encode_document",
+                **{k: round(v, 6) for k, v in got.items()},
+                "queries": len(queries), "passages": len(passages), "longest_passage_tokens": max(lengths)}
+
+    return check
 
 
 def build_pypi(key: str, out_root: Path, int8: bool = True, force: bool = False) -> list[Path]:
@@ -241,10 +306,11 @@ def build_pypi(key: str, out_root: Path, int8: bool = True, force: bool = False)
     if not force and up_to_date(spec, identity, fetched.hf_dir / "tokenizer.json", out_root, int8):
         log(f"{', '.join(names)}: up to date, skipped")  # checked before loading the weights at all
         return [out_root / n for n in names]
-    graph = TokenGraph(load_encoder(fetched.hf_dir))
+    graph = load_graph(fetched.hf_dir)
     return build_bundles(spec, graph, fetched.hf_dir / "tokenizer.json", out_root, fetched.source,
                          fetched.weights_sha256, identity, int8=int8, force=force,
-                         extra_provenance={"licence": model.licence} if model.licence else None)
+                         extra_provenance={"licence": model.licence} if model.licence else None,
+                         reference=st_reference(fetched.hf_dir), matryoshka_dims=model.matryoshka_dims)
 
 
 def spec_from_dir(hf_dir: Path, name: str, role: str, space: str | None, model_id: str | None,
@@ -275,9 +341,9 @@ def build_from_dir(hf_dir: Path, spec: ModelSpec, out_root: Path, int8: bool, fo
     dropped = unexported_modules(hf_dir)
     if dropped:
         raise SystemExit(f"{hf_dir}: the export does not carry {', '.join(dropped)} yet; no bundle built")
-    graph = TokenGraph(load_encoder(hf_dir))
+    graph = load_graph(hf_dir)
     return build_bundles(spec, graph, hf_dir / "tokenizer.json", out_root, f"dir:{hf_dir.resolve()}", weights,
-                         {"weights_sha256": weights}, int8=int8, force=force)
+                         {"weights_sha256": weights}, int8=int8, force=force, reference=st_reference(hf_dir))
 
 
 def cmd_list(out_root: Path) -> None:

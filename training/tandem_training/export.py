@@ -12,9 +12,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .files import read_json
 from .paths import force_offline
 
 OPSET = 17
+# torch's exporter writes opset 18 and converts down to OPSET. The converter cannot rewrite every graph
+# (EmbeddingGemma's ReduceMean takes its axes as a computed input), and such a graph keeps opset 18, which
+# every ONNX Runtime the services use (>= 1.14) runs. The opset a bundle got is recorded in its provenance.
+EXPORTER_OPSET = 18
 OUTPUT = "last_hidden_state"
 # Above this the graph cannot be a single protobuf (2 GiB limit): weights go to model.onnx.data.
 EXTERNAL_DATA_BYTES = 1_800_000_000
@@ -60,9 +65,10 @@ def load_encoder(hf_dir: Path) -> nn.Module:
     return model.eval()
 
 
-def export_onnx(graph: TokenGraph, out: Path) -> list[Path]:
+def export_onnx(graph: TokenGraph, out: Path) -> tuple[list[Path], int]:
     """torch.export-based exporter (dynamo=True). The legacy TorchScript tracer bakes the export-time
-    sequence length into transformers 5's mask construction and gives wrong outputs for other lengths."""
+    sequence length into transformers 5's mask construction and gives wrong outputs for other lengths.
+    Returns the files written and the graph's opset."""
     graph = graph.eval()
     ids = torch.tensor([[101, 7592, 2088, 2003, 1037, 3231, 102], [101, 2178, 2028, 102, 0, 0, 0]], dtype=torch.long)
     ids = ids.clamp(max=int(graph.encoder.config.vocab_size) - 1)
@@ -91,11 +97,10 @@ def export_onnx(graph: TokenGraph, out: Path) -> list[Path]:
     data = out.with_name(out.name + ".data")
     if external and data.exists():
         files.append(data)
-    _rename_dims(out)
-    return files
+    return files, _rename_dims(out)
 
 
-def _rename_dims(path: Path) -> None:
+def _rename_dims(path: Path) -> int:
     """Name the dynamic axes 'batch' / 'sequence' on inputs and output (the exporter may invent names)."""
     import onnx
 
@@ -105,7 +110,52 @@ def _rename_dims(path: Path) -> None:
         for i, name in ((0, "batch"), (1, "sequence")):
             if i < len(dims) and not dims[i].HasField("dim_value"):
                 dims[i].dim_param = name
-    if model.opset_import and all(o.version != OPSET for o in model.opset_import if o.domain in ("", "ai.onnx")):
-        raise RuntimeError(f"exported opset {[o.version for o in model.opset_import]} is not {OPSET}")
+    (opset,) = [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")]
+    if opset not in (OPSET, EXPORTER_OPSET):
+        raise RuntimeError(f"exported opset {opset} is neither {OPSET} nor the exporter's own {EXPORTER_OPSET}")
     # With external data the initialisers keep pointing at model.onnx.data; only the header is rewritten.
     onnx.save(model, str(path))
+    return int(opset)
+
+
+# sentence-transformers Dense modules whose activation is the identity: linear, so they fold into the graph.
+IDENTITY = "torch.nn.modules.linear.Identity"
+
+
+def fold_dense(dense_dirs: list[Path], hidden: int) -> nn.Linear:
+    """Sentence-transformers Dense modules after pooling, composed into one linear map.
+
+    Mean pooling is a weighted average whose weights sum to 1, so a linear map (bias included) commutes with
+    it: W mean(h_t) + b == mean(W h_t + b). The composed map is applied per token inside the graph, and the
+    bundle stays a plain token graph of the model's output width. A non-identity activation does not commute
+    and is refused. The product is formed in float64 and stored as float32.
+    """
+    from safetensors.torch import load_file
+
+    weight = torch.eye(hidden, dtype=torch.float64)
+    bias = torch.zeros(hidden, dtype=torch.float64)
+    has_bias = False
+    for d in dense_dirs:
+        cfg = read_json(d / "config.json")
+        act = cfg.get("activation_function", IDENTITY)
+        if act != IDENTITY:
+            raise ValueError(f"{d.name}: activation {act} is not linear; only identity Dense modules can be folded")
+        if int(cfg["in_features"]) != weight.shape[0]:
+            raise ValueError(f"{d.name}: in_features {cfg['in_features']} does not follow the previous width "
+                             f"{weight.shape[0]}")
+        tensors = load_file(str(d / "model.safetensors"))
+        w = tensors["linear.weight"].to(torch.float64)
+        if tuple(w.shape) != (int(cfg["out_features"]), int(cfg["in_features"])):
+            raise ValueError(f"{d.name}: linear.weight is {tuple(w.shape)}, config says "
+                             f"[{cfg['out_features']}, {cfg['in_features']}]")
+        weight, bias = w @ weight, w @ bias
+        if cfg.get("bias", False):
+            bias = bias + tensors["linear.bias"].to(torch.float64)
+            has_bias = True
+    linear = nn.Linear(hidden, weight.shape[0], bias=has_bias)
+    with torch.no_grad():
+        linear.weight.copy_(weight.to(torch.float32))
+        if has_bias:
+            assert linear.bias is not None
+            linear.bias.copy_(bias.to(torch.float32))
+    return linear.eval()

@@ -21,6 +21,7 @@ def make_manifest(
     hidden_size: int,
     onnx_file: str,
     provenance: dict[str, Any],
+    matryoshka_dims: tuple[int, ...] = (),
 ) -> dict[str, Any]:
     return {
         "format": FORMAT,
@@ -38,6 +39,7 @@ def make_manifest(
         "precision": precision,
         "onnx": {"file": onnx_file, "output": "last_hidden_state", "output_kind": "token"},
         "dense": None,
+        "matryoshka_dims": sorted(matryoshka_dims, reverse=True),
         "tokenizer": {"file": "tokenizer.json"},
         "provenance": {"built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "builder": BUILDER,
                        **provenance},
@@ -82,6 +84,11 @@ def validate(m: Any) -> list[str]:
         if isinstance(dense, dict):
             check(dense.get("in") == m["hidden_size"], "dense.in must equal hidden_size")
             check(dense.get("out") == m["dims"], "dense.out must equal dims")
+    # Optional (bundles built before it existed have none): smaller prefix sizes the vectors keep meaning at.
+    mrl = m.get("matryoshka_dims", [])
+    check(isinstance(mrl, list) and all(pos_int(d) and pos_int(m["dims"]) and d < m["dims"] for d in mrl) and len(set(mrl)) == len(mrl),
+          "matryoshka_dims must be distinct positive integers below dims")
+    check(not mrl or m["normalize"] is True, "matryoshka_dims needs normalize: truncated vectors are re-normalised")
     check(isinstance(m["tokenizer"], dict) and isinstance(m["tokenizer"].get("file"), str), "tokenizer.file required")
     prov = m["provenance"]
     if not isinstance(prov, dict):

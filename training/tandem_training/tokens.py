@@ -10,13 +10,19 @@ import numpy as np
 from tokenizers import Tokenizer
 
 
-def bundle_tokenizer_json(source: Path, max_tokens: int) -> str:
+def bundle_tokenizer_json(source: Path, max_tokens: int, vocab_rows: int | None = None) -> str:
     """The source tokenizer.json with its truncation set to the bundle's max_tokens and padding removed.
 
     sentence-transformers exports ship `padding: Fixed(128)` and `truncation: 128`; a consumer that honours
     them would pad every query to 128 tokens and cut documents at 128 rather than max_tokens.
+
+    Added tokens whose id is past the embedding table (`vocab_rows`) are dropped: EmbeddingGemma's
+    tokenizer declares `<image_soft_token>` as id 262144 while the text model has 262144 rows, so a text
+    holding that string would index out of range. Without the entry the string is tokenised as plain text.
     """
     data = json.loads(source.read_text(encoding="utf-8"))
+    if vocab_rows is not None:
+        data["added_tokens"] = [t for t in data.get("added_tokens", []) if int(t["id"]) < vocab_rows]
     trunc = data.get("truncation") or {"strategy": "LongestFirst", "stride": 0}
     trunc = {**trunc, "max_length": max_tokens}
     data["truncation"] = trunc

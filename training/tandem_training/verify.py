@@ -56,6 +56,14 @@ def verification_texts(n_queries: int = 20, n_passages: int = 20) -> list[str]:
     return queries[:n_queries] + passages[:n_passages]
 
 
+def long_passages(n: int = 4, join: int = 3) -> list[str]:
+    """Passages past 512 tokens for models with longer context (EmbeddingGemma's sliding-window attention sees
+    256 tokens either side, so only texts well past that show whether an exported mask holds): runs of `join`
+    consecutive verification passages, joined into one text."""
+    passages = verification_texts(0, n * join)
+    return ["\n\n".join(passages[i * join:(i + 1) * join]) for i in range(n)]
+
+
 def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
     a = a / np.linalg.norm(a, axis=1, keepdims=True)
     b = b / np.linalg.norm(b, axis=1, keepdims=True)

@@ -231,15 +231,16 @@ def test_embeddinggemma_is_pinned_and_opt_in() -> None:
 
 
 def test_the_export_refuses_modules_it_would_drop(tmp_path: Path) -> None:
+    """Dense layers fold into the graph (test_export.py); anything else after pooling would be dropped."""
     st = "sentence_transformers.models."
     (tmp_path / "modules.json").write_text(json.dumps([
         {"idx": 0, "name": "0", "path": "", "type": st + "Transformer"},
         {"idx": 1, "name": "1", "path": "1_Pooling", "type": st + "Pooling"},
         {"idx": 2, "name": "2", "path": "2_Dense", "type": st + "Dense"},
-        {"idx": 3, "name": "3", "path": "3_Dense", "type": st + "Dense"},
+        {"idx": 3, "name": "3", "path": "3_LayerNorm", "type": st + "LayerNorm"},
         {"idx": 4, "name": "4", "path": "4_Normalize", "type": st + "Normalize"},
     ]))
-    assert unexported_modules(tmp_path) == [f"2_Dense ({st}Dense)", f"3_Dense ({st}Dense)"]
+    assert unexported_modules(tmp_path) == [f"3_LayerNorm ({st}LayerNorm)"]
     (tmp_path / "modules.json").write_text(json.dumps([{"path": "", "type": st + "Transformer"},
                                                        {"path": "1_Pooling", "type": st + "Pooling"},
                                                        {"path": "2_Normalize", "type": st + "Normalize"}]))

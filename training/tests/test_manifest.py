@@ -35,3 +35,19 @@ def test_rejects_contract_violations() -> None:
     m2 = copy.deepcopy(good())
     del m2["provenance"]["onnx_sha256"]
     assert validate(m2)
+
+
+def test_matryoshka_dims_are_optional_smaller_distinct_and_need_normalisation() -> None:
+    m = good()
+    assert m["matryoshka_dims"] == []
+    del m["matryoshka_dims"]
+    assert validate(m) == [], "bundles built before the field existed stay valid"
+    made = make_manifest(ALL_MINILM_L6_V2.spec, "x", "fp32", 384, "model.onnx", good()["provenance"], (128, 256))
+    assert made["matryoshka_dims"] == [256, 128] and validate(made) == []
+    for bad in ([384], [64, 64], [0], ["256"]):
+        m = good()
+        m["matryoshka_dims"] = bad
+        assert validate(m) == ["matryoshka_dims must be distinct positive integers below dims"], bad
+    m = good()
+    m["matryoshka_dims"], m["normalize"] = [64], False
+    assert validate(m) == ["matryoshka_dims needs normalize: truncated vectors are re-normalised"]
