@@ -158,6 +158,11 @@ program
   .option("--max-queries <n>", "first n test queries", int("--max-queries"))
   .option("--ef <n>", "HNSW beam width of each search", int("--ef"), 128)
   .option("--threads <n>", "onnxruntime intra-op threads", int("--threads", 0), Math.min(4, availableParallelism()))
+  .option(
+    "--dims <n>",
+    "score the dense towers at this Matryoshka size of their bundles (e.g. 256 of embeddinggemma-300m's 768)",
+    int("--dims"),
+  )
   .addOption(new Option("--ann <host:port>", "use a running ANN service (default: one inside this process)"))
   .option(
     "--collection <name>",

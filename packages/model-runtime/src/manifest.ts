@@ -37,6 +37,8 @@ const ManifestSchema = z.object({
     })
     .nullable()
     .default(null),
+  /** Prefix sizes the model keeps meaning at (Matryoshka): the first d dims, re-normalised. */
+  matryoshka_dims: z.array(z.number().int().positive()).default([]),
   tokenizer: z.object({ file: z.string().min(1) }),
   provenance: z.record(z.string(), z.unknown()).default({}),
 });
@@ -77,7 +79,35 @@ export function parseManifest(dir: string, raw: unknown): Manifest {
   } else if (m.hidden_size !== m.dims) {
     throw new BundleError(dir, `dims is ${m.dims} but hidden_size is ${m.hidden_size} and there is no dense layer`);
   }
+  const mrl = m.matryoshka_dims;
+  if (mrl.some((d) => d >= m.dims) || new Set(mrl).size !== mrl.length) {
+    throw new BundleError(dir, `matryoshka_dims [${mrl.join(", ")}] must be distinct and below dims ${m.dims}`);
+  }
+  if (mrl.length > 0 && !m.normalize) {
+    throw new BundleError(dir, "matryoshka_dims needs normalize: true (truncated vectors are re-normalised)");
+  }
   return m;
+}
+
+/**
+ * The embedding space of a bundle served at `dims`: its own space at its full
+ * width, else the space with the width renamed ("embeddinggemma-300m/768" at
+ * 256 is "embeddinggemma-300m/256"). A truncated space is a space of its own:
+ * its vectors never meet the full ones.
+ */
+export function spaceAt(m: Manifest, dims: number): string {
+  if (dims === m.dims) return m.space;
+  const base = m.space.endsWith(`/${m.dims}`) ? m.space.slice(0, -`/${m.dims}`.length) : m.space;
+  return `${base}/${dims}`;
+}
+
+/** `dims` if the bundle can serve it (its width or a declared Matryoshka size), else a message saying what it can. */
+export function checkServedDims(m: Manifest, dims: number): string | null {
+  if (dims === m.dims || m.matryoshka_dims.includes(dims)) return null;
+  const offered = [m.dims, ...m.matryoshka_dims].join(", ");
+  return m.matryoshka_dims.length > 0
+    ? `${m.name} cannot serve ${dims} dims: it serves ${offered} (its full width and its Matryoshka sizes)`
+    : `${m.name} cannot serve ${dims} dims: it declares no Matryoshka sizes, only its full width ${m.dims}`;
 }
 
 /**

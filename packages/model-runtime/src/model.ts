@@ -2,8 +2,8 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { BundleError } from "./errors.js";
 import { type ExecutionProvider, OrtBackend, type SessionOptions } from "./infer.js";
-import { type Manifest, type ResolvedBundle, resolveBundle } from "./manifest.js";
-import { Dense, l2Normalize, poolTokens, splitPooled } from "./pool.js";
+import { checkServedDims, type Manifest, type ResolvedBundle, resolveBundle, spaceAt } from "./manifest.js";
+import { Dense, l2Normalize, poolTokens, splitPooled, truncateNormalize } from "./pool.js";
 import { type TextKind, TextTokenizer, type Tokenized } from "./tokenize.js";
 
 export interface ModelInfo {
@@ -23,6 +23,12 @@ export interface ModelInfo {
 }
 
 export interface LoadOptions extends Partial<SessionOptions> {
+  /**
+   * Serve the first `dims` of each vector, re-normalised: a Matryoshka size the
+   * manifest declares. The model's space becomes the truncated space (spaceAt).
+   * Default: the bundle's full width.
+   */
+  dims?: number;
   /** Called when a preferred execution provider fails to load and the next is tried. */
   onProviderFallback?: (provider: ExecutionProvider, err: Error) => void;
 }
@@ -41,6 +47,9 @@ export class EmbeddingModel {
     private readonly dense: Dense | null,
   ) {}
 
+  /** Vectors are cut to this width before normalisation (Matryoshka); null serves the full width. */
+  private truncateTo: number | null = null;
+
   static async load(dir: string, opts: LoadOptions = {}): Promise<EmbeddingModel> {
     const bundle = await resolveBundle(dir);
     const m = bundle.manifest;
@@ -48,6 +57,9 @@ export class EmbeddingModel {
       query: m.query_prefix,
       document: m.document_prefix,
     });
+    const dims = opts.dims ?? m.dims;
+    const refused = checkServedDims(m, dims);
+    if (refused) throw new BundleError(dir, refused);
     const dense = m.dense ? loadDense(dir, m.dense) : null;
     let backend: OrtBackend;
     try {
@@ -64,8 +76,8 @@ export class EmbeddingModel {
       modelId: m.model_id,
       bundleName: m.name,
       role: m.role,
-      space: m.space,
-      dims: m.dims,
+      space: spaceAt(m, dims),
+      dims,
       maxTokens: m.max_tokens,
       precision: m.precision,
       pooling: m.pooling,
@@ -76,6 +88,7 @@ export class EmbeddingModel {
       executionProvider: backend.provider,
     };
     const model = new EmbeddingModel(bundle, info, tokenizer, backend, dense);
+    if (dims !== m.dims) model.truncateTo = dims;
     await model.checkGraphWidth(m);
     return model;
   }
@@ -109,6 +122,8 @@ export class EmbeddingModel {
       const dense = this.dense;
       vectors = vectors.map((v) => dense.apply(v));
     }
+    const cut = this.truncateTo;
+    if (cut !== null) return vectors.map((v) => truncateNormalize(v, cut));
     if (m.normalize) for (const v of vectors) l2Normalize(v);
     return vectors;
   }

@@ -55,6 +55,11 @@ export class Dense {
   }
 }
 
+/** The first `dims` of a vector as a unit vector: a Matryoshka prefix, which is only a space once re-normalised. */
+export function truncateNormalize(v: Float32Array, dims: number): Float32Array {
+  return l2Normalize(v.slice(0, dims));
+}
+
 export function l2Normalize(v: Float32Array): Float32Array {
   let sum = 0;
   for (let i = 0; i < v.length; i++) sum += (v[i] as number) * (v[i] as number);

@@ -89,6 +89,43 @@ describe("model bundles", () => {
     assert.match(await loadError(dir), /dense\.f32 has 12 bytes, expected 12288/);
   });
 
+  it("serves a declared Matryoshka size as its own space: the first dims, re-normalised", async () => {
+    const dir = variant("mrl", (m) => (m.matryoshka_dims = [128, 64]));
+    const [full, cut] = await Promise.all([
+      EmbeddingModel.load(dir, { intraOpThreads: 1 }),
+      EmbeddingModel.load(dir, { intraOpThreads: 1, dims: 64 }),
+    ]);
+    assert.deepEqual([full.info.dims, full.info.space], [384, "all-minilm-l6-v2/384"]);
+    assert.deepEqual([cut.info.dims, cut.info.space], [64, "all-minilm-l6-v2/64"]);
+    const text = "matryoshka vectors keep their meaning in a prefix";
+    const [a] = await full.embed([text], "document");
+    const [b] = await cut.embed([text], "document");
+    assert.equal(b!.length, 64);
+    let norm = 0;
+    for (let i = 0; i < 64; i++) norm += a![i]! * a![i]!;
+    for (let i = 0; i < 64; i++) assert.ok(Math.abs(b![i]! - a![i]! / Math.sqrt(norm)) < 1e-6);
+    await Promise.all([full.release(), cut.release()]);
+
+    const refused = await EmbeddingModel.load(dir, { intraOpThreads: 1, dims: 100 }).catch((e: Error) => e);
+    assert.ok(refused instanceof BundleError);
+    assert.match(refused.message, /cannot serve 100 dims: it serves 384, 128, 64/);
+    const none = await EmbeddingModel.load(SOURCE, { intraOpThreads: 1, dims: 64 }).catch((e: Error) => e);
+    assert.match(String(none), /declares no Matryoshka sizes, only its full width 384/);
+  });
+
+  it("refuses Matryoshka sizes at or past the full width, repeated, or without normalisation", async () => {
+    assert.match(
+      await loadError(variant("mrl-wide", (m) => (m.matryoshka_dims = [384]))),
+      /matryoshka_dims \[384\] must be distinct and below dims 384/,
+    );
+    assert.match(await loadError(variant("mrl-twice", (m) => (m.matryoshka_dims = [64, 64]))), /must be distinct/);
+    const unnormalised = variant("mrl-raw", (m) => {
+      m.matryoshka_dims = [64];
+      m.normalize = false;
+    });
+    assert.match(await loadError(unnormalised), /matryoshka_dims needs normalize: true/);
+  });
+
   it("loads a plain sentence-transformers export and embeds like the bundle", async () => {
     const dir = join(work, "st-export");
     mkdirSync(join(dir, "onnx"), { recursive: true });

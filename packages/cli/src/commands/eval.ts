@@ -19,6 +19,7 @@ export interface EvalFlags {
   collection?: string;
   ef: number;
   threads: number;
+  dims?: number;
   json?: boolean;
   markdown?: boolean;
   render?: string;
@@ -89,6 +90,7 @@ export async function evalCommand(flags: EvalFlags): Promise<number> {
           : "none (BM25 only)",
       ef: flags.ef,
       intraOpThreads: flags.threads,
+      dims: flags.dims,
       cacheDir: EMBEDDINGS_DIR,
       reuse: flags.collection ? { teacher: flags.collection } : {},
       log,

@@ -1,5 +1,5 @@
 import { cpus, hostname } from "node:os";
-import { EmbeddingModel } from "@tandem/model-runtime";
+import { checkServedDims, EmbeddingModel, spaceAt, truncateNormalize } from "@tandem/model-runtime";
 import type { AnnClient } from "@tandem/proto";
 import { encodeVector, SearchRequest } from "@tandem/proto";
 import { unary } from "@tandem/service-kit";
@@ -54,6 +54,13 @@ export interface EvalOptions {
   /** HNSW beam width of every search (>= 100, the deepest rank scored). */
   ef: number;
   intraOpThreads: number;
+  /**
+   * Score every dense tower at this Matryoshka size (the first dims of each
+   * vector, re-normalised), e.g. 256 of EmbeddingGemma's 768. Towers are run at
+   * full width and cut afterwards, so the full-width document cache serves
+   * every size. A tower whose bundle does not declare the size is refused.
+   */
+  dims?: number;
   cacheDir: string;
   /**
    * Existing collections to search instead of writing one, per document tower:
@@ -135,8 +142,11 @@ export async function runEval(opts: EvalOptions): Promise<EvalReport> {
       intraOpThreads: opts.intraOpThreads,
     });
     models.set(tower, m);
+    const refused = opts.dims === undefined ? null : checkServedDims(m.bundle.manifest, opts.dims);
+    if (refused) throw new Error(`--dims ${opts.dims}: ${refused}`);
     return m;
   };
+  const space = (m: EmbeddingModel): string => spaceAt(m.bundle.manifest, opts.dims ?? m.info.dims);
 
   try {
     // The rule that makes asymmetric retrieval safe, checked here too: the ANN
@@ -144,9 +154,9 @@ export async function runEval(opts: EvalOptions): Promise<EvalReport> {
     for (const mode of dense) {
       const q = await model(MODES[mode].query);
       const d = await model(MODES[mode].docs);
-      if (q.info.space !== d.info.space) {
+      if (space(q) !== space(d)) {
         throw new Error(
-          `${MODES[mode].label}: the query bundle ${q.info.bundleName} writes space ${q.info.space} but the document bundle ${d.info.bundleName} writes ${d.info.space}`,
+          `${MODES[mode].label}: the query bundle ${q.info.bundleName} writes space ${space(q)} but the document bundle ${d.info.bundleName} writes ${space(d)}`,
         );
       }
     }
@@ -156,7 +166,7 @@ export async function runEval(opts: EvalOptions): Promise<EvalReport> {
     for (const tower of docTowers) {
       const existing = opts.reuse?.[tower];
       collections[tower] = existing
-        ? await checkExisting(withAnn().ann, set, existing, await model(tower), opts.log)
+        ? await checkExisting(withAnn().ann, set, existing, await model(tower), opts.dims, opts.log)
         : await indexTower(withAnn(), set, await model(tower));
     }
 
@@ -166,7 +176,7 @@ export async function runEval(opts: EvalOptions): Promise<EvalReport> {
       const d = await model(MODES[mode].docs);
       const collection = (collections[MODES[mode].docs] as { name: string }).name;
       const run = await runMode(withAnn(), set, q, collection);
-      return { queryBundle: q.info.bundleName, docBundle: d.info.bundleName, space: d.info.space, ...run };
+      return { queryBundle: q.info.bundleName, docBundle: d.info.bundleName, space: space(d), ...run };
     };
     const lexicalSide = async (): Promise<Side> => ({
       queryBundle: "bm25",
@@ -247,18 +257,17 @@ async function indexTower(opts: DenseOptions, set: EvalSet, model: EmbeddingMode
 
   // One collection per (dataset, slice, bundle): its name says what is in it, so
   // a later run with the same inputs reuses it instead of writing it again.
-  const name = `eval-${set.name}-${set.slice}-${model.info.bundleSha256.slice(0, 12)}`;
-  const { info, created } = await ensureCollection(opts.ann, name, model.info.space, model.info.dims);
+  const served = servedWidth(model, opts.dims);
+  const name = `eval-${set.name}-${set.slice}-${model.info.bundleSha256.slice(0, 12)}${served.suffix}`;
+  const { info, created } = await ensureCollection(opts.ann, name, served.space, served.dims);
   const reused = !created && Number(info.count) === set.docs.length;
   if (!reused) {
     const points = set.docs.map((d) =>
-      point(d.id, cache.get(d.text) as Float32Array, { title: d.title, text: d.text.slice(0, 300) }),
+      point(d.id, served.cut(cache.get(d.text) as Float32Array), { title: d.title, text: d.text.slice(0, 300) }),
     );
     await upsert(opts.ann, name, points);
   }
-  opts.log(
-    `${reused ? "reused" : "wrote"} ANN collection ${name} (${set.docs.length} vectors, space ${model.info.space})`,
-  );
+  opts.log(`${reused ? "reused" : "wrote"} ANN collection ${name} (${set.docs.length} vectors, space ${served.space})`);
   return { name, source: reused ? "reused" : "written", embedded: missing.length, cached };
 }
 
@@ -268,14 +277,14 @@ async function checkExisting(
   set: EvalSet,
   name: string,
   model: EmbeddingModel,
+  dims: number | undefined,
   log: (line: string) => void,
 ): Promise<TowerCollection> {
   const info = await collectionInfo(ann, name);
   if (!info) throw new Error(`collection ${name} does not exist`);
-  if (info.space !== model.info.space) {
-    throw new Error(
-      `collection ${name} holds space ${info.space}; ${model.info.bundleName} writes ${model.info.space}`,
-    );
+  const { space } = servedWidth(model, dims);
+  if (info.space !== space) {
+    throw new Error(`collection ${name} holds space ${info.space}; ${model.info.bundleName} writes ${space}`);
   }
   let missing = 0;
   for (let i = 0; i < set.docs.length; i += 1000) {
@@ -292,6 +301,19 @@ async function checkExisting(
   return { name, source: "existing", embedded: 0, cached: 0 };
 }
 
+/** How a tower's full-width vectors are served at `dims`: its space, width, collection-name suffix and the cut. */
+function servedWidth(model: EmbeddingModel, dims: number | undefined) {
+  const m = model.bundle.manifest;
+  const width = dims ?? m.dims;
+  const truncated = width !== m.dims;
+  return {
+    space: spaceAt(m, width),
+    dims: width,
+    suffix: truncated ? `-d${width}` : "",
+    cut: (v: Float32Array): Float32Array => (truncated ? truncateNormalize(v, width) : v),
+  };
+}
+
 async function runMode(
   opts: DenseOptions,
   set: EvalSet,
@@ -300,6 +322,7 @@ async function runMode(
 ): Promise<Pick<ModeResult, "hnsw" | "exact" | "encodeP50Ms" | "encodeP95Ms" | "searchP50Ms">> {
   // Warm-up: the first runs of an ORT session allocate; they are not what a query costs.
   for (const t of set.queries.slice(0, 3)) await q.embed([t.text], "query");
+  const { cut } = servedWidth(q, opts.dims);
   const encodeMs: number[] = [];
   const searchMs: number[] = [];
   const hnswRuns = new Map<string, string[]>();
@@ -308,7 +331,7 @@ async function runMode(
     const t0 = performance.now();
     const [vector] = await q.embed([query.text], "query");
     encodeMs.push(performance.now() - t0);
-    const bytes = encodeVector(vector as Float32Array);
+    const bytes = encodeVector(cut(vector as Float32Array));
     const s0 = performance.now();
     const hnsw = await unary(
       opts.ann.search.bind(opts.ann),
