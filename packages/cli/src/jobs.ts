@@ -1,15 +1,15 @@
 import { status } from "@grpc/grpc-js";
 import { type IndexerClient, JobState, type JobStatusResponse } from "@tandem/proto";
 import { DEFAULT_RETRY_LIMIT_MS, type RetryNotice, retryUnavailable, unary } from "@tandem/service-kit";
-import { SingleBar } from "cli-progress";
 import { redisAway } from "./clients.js";
+import { type Progress, startProgress } from "./progress.js";
 
 export const stateName = (s: JobState) => (JobState[s] ?? "UNKNOWN").replace("JOB_STATE_", "").toLowerCase();
 export const finished = (s: JobStatusResponse) =>
   s.state === JobState.JOB_STATE_COMPLETED || s.state === JobState.JOB_STATE_FAILED;
 
 export interface FollowOptions {
-  /** Draw a progress bar on stderr (a terminal that wants one); otherwise outages get a line each. */
+  /** Show progress on stderr (a bar on a terminal, plain lines elsewhere); without it, only outages get a line each. */
   bar: boolean;
   /** How long one outage (JobStatus answering UNAVAILABLE, or nothing) is retried before giving up. */
   retryForMs?: number;
@@ -25,9 +25,9 @@ export function waitingFor(notice: RetryNotice): string {
 }
 
 /**
- * Polls JobStatus until the job completes or fails, drawing a progress bar on stderr when
+ * Polls JobStatus until the job completes or fails, showing progress on stderr when
  * `opts.bar`. An outage of the indexer or of its Redis does not end the follow: each poll is
- * retried with backoff for up to `retryForMs` (the bar says what it waits for), and only an
+ * retried with backoff for up to `retryForMs` (the progress says what it waits for), and only an
  * outage longer than that, or another error, is thrown. Resolves with the final status.
  */
 export async function followJob(
@@ -35,12 +35,15 @@ export async function followJob(
   jobId: string,
   opts: FollowOptions,
 ): Promise<JobStatusResponse> {
-  let progress: SingleBar | null = null;
+  let progress: Progress | null = null;
+  let last: JobStatusResponse | null = null;
   let outage: RetryNotice | null = null;
   const onRetry = (n: RetryNotice) => {
     const what = `waiting for ${waitingFor(n)} (${Math.round(n.waitedMs / 1000)} of ${Math.round(n.limitMs / 1000)} s)`;
-    if (progress) progress.update({ state: what });
-    else if (!outage) process.stderr.write(`job ${jobId}: ${status[n.error.code]}: ${n.error.details}; ${what}\n`);
+    if (progress && last) progress.update(handled(last), detail(last, what));
+    if (!progress?.redraws && !outage) {
+      process.stderr.write(`job ${jobId}: ${status[n.error.code]}: ${n.error.details}; ${what}\n`);
+    }
     outage ??= n;
     opts.onRetry?.(n);
   };
@@ -56,30 +59,13 @@ export async function followJob(
   try {
     for (;;) {
       const s = await poll();
-      if (outage && !progress) process.stderr.write(`job ${jobId}: ${waitingFor(outage)} answers again\n`);
+      if (outage && !progress?.redraws) process.stderr.write(`job ${jobId}: ${waitingFor(outage)} answers again\n`);
       outage = null;
-      const handled = s.docsDone + s.docsSkipped + s.docsFailed;
-      if (opts.bar) {
-        if (!progress && s.docsTotal > 0) {
-          progress = new SingleBar({
-            format:
-              "  indexing [{bar}] {value}/{total} docs | {percentage}% | {rate} docs/s | skipped {skipped} failed {failed} | {state} | eta {eta_formatted}",
-            stream: process.stderr,
-            hideCursor: true,
-            etaBuffer: 30,
-            // Not a terminal (a log, a CI job): a plain line every few seconds instead of redraws.
-            noTTYOutput: process.stderr.isTTY !== true,
-            notTTYSchedule: 5000,
-          });
-          progress.start(s.docsTotal, 0, { rate: "0.0", skipped: 0, failed: 0, state: "waiting" });
-        }
-        progress?.update(Math.min(handled, s.docsTotal), {
-          rate: s.docsPerS.toFixed(1),
-          skipped: s.docsSkipped,
-          failed: s.docsFailed,
-          state: stateName(s.state),
-        });
+      last = s;
+      if (opts.bar && !progress && s.docsTotal > 0) {
+        progress = startProgress(s.docsTotal, { label: "indexing", unit: "docs" });
       }
+      progress?.update(handled(s), detail(s, stateName(s.state)));
       if (finished(s)) return s;
       if (opts.signal?.aborted) throw new Error("interrupted");
       await new Promise((r) => setTimeout(r, opts.intervalMs ?? 500));
@@ -88,6 +74,10 @@ export async function followJob(
     progress?.stop();
   }
 }
+
+const handled = (s: JobStatusResponse) => s.docsDone + s.docsSkipped + s.docsFailed;
+const detail = (s: JobStatusResponse, state: string) =>
+  `${s.docsPerS.toFixed(1)} docs/s | skipped ${s.docsSkipped} failed ${s.docsFailed} | ${state}`;
 
 /** One line about a job, for listings and summaries. */
 export function jobLine(s: JobStatusResponse): string {

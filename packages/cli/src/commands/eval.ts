@@ -1,11 +1,11 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { annConfig, startAnn } from "@tandem/ann";
-import { SingleBar } from "cli-progress";
 import { annClient, loopbackEnv } from "../clients.js";
 import { markdownTable, textTable } from "../eval/report.js";
 import { type EvalReport, isDense, MODES, type ModeId, runEval, type Tower } from "../eval/run.js";
 import { bundleExists, bundlePath, EMBEDDINGS_DIR, STATE_DIR, userPath } from "../paths.js";
+import { type Progress, startProgress } from "../progress.js";
 
 export interface EvalFlags {
   dataset: string;
@@ -74,7 +74,7 @@ export async function evalCommand(flags: EvalFlags): Promise<number> {
   // The in-process service is plaintext: the shell's ANN_TLS_* settings are for --ann's service only.
   const ann = addr ? annClient(addr, embedded ? loopbackEnv(process.env).vars : process.env) : undefined;
   const log = (line: string) => process.stderr.write(`${line}\n`);
-  let bar: SingleBar | null = null;
+  let bar: Progress | null = null;
   let barStart = 0;
   try {
     const report = await runEval({
@@ -96,17 +96,11 @@ export async function evalCommand(flags: EvalFlags): Promise<number> {
       log,
       onEmbedProgress: (tower, done, total) => {
         if (!bar) {
-          bar = new SingleBar({
-            format: `  ${tower.padEnd(7)} [{bar}] {value}/{total} docs  {rate} docs/s  eta {eta_formatted}`,
-            stream: process.stderr,
-            hideCursor: true,
-            etaBuffer: 64,
-          });
-          bar.start(total, 0, { rate: "0.0" });
+          bar = startProgress(total, { label: `embedding ${tower}`, unit: "docs" });
           barStart = performance.now();
         }
         const elapsed = (performance.now() - barStart) / 1000;
-        (bar as SingleBar).update(done, { rate: elapsed > 0 ? (done / elapsed).toFixed(1) : "0.0" });
+        (bar as Progress).update(done, `${elapsed > 0 ? (done / elapsed).toFixed(1) : "0.0"} docs/s`);
       },
       onEmbedDone: () => {
         bar?.stop();
@@ -118,7 +112,7 @@ export async function evalCommand(flags: EvalFlags): Promise<number> {
     else process.stdout.write(`\n${textTable(report)}\n`);
     return 0;
   } finally {
-    (bar as SingleBar | null)?.stop();
+    (bar as Progress | null)?.stop();
     ann?.close();
     await embedded?.stop();
   }

@@ -46,7 +46,7 @@ export async function indexCommand(file: string, flags: IndexFlags): Promise<num
       return 0;
     }
     const final = await followJob(indexer, res.jobId, {
-      bar: !flags.json && process.stderr.isTTY === true,
+      bar: !flags.json,
       retryForMs: flags.retryFor * 1000,
     });
     process.stdout.write(flags.json ? `${JSON.stringify(final)}\n` : `${jobLine(final)}\n`);

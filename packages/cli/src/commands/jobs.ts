@@ -19,7 +19,7 @@ export async function jobsCommand(jobId: string | undefined, flags: JobsFlags): 
     if (jobId) {
       const s = flags.follow
         ? await followJob(indexer, jobId, {
-            bar: !flags.json && process.stderr.isTTY === true,
+            bar: !flags.json,
             retryForMs: flags.retryFor * 1000,
           })
         : await unary(indexer.jobStatus.bind(indexer), { jobId }, { timeoutMs: 10_000 });

@@ -1,7 +1,7 @@
 import { unary } from "@tandem/service-kit";
-import { SingleBar } from "cli-progress";
 import { address } from "../addresses.js";
 import { annClient, describeError } from "../clients.js";
+import { type Progress, startProgress } from "../progress.js";
 
 export interface RebuildFlags {
   json?: boolean;
@@ -18,25 +18,15 @@ export async function rebuildCommand(collection: string, flags: RebuildFlags): P
   const addr = address("ann", flags.ann);
   const ann = annClient(addr);
   // Set inside progress(); the `as` keeps TypeScript from narrowing it to null out here.
-  let bar = null as SingleBar | null;
+  let bar = null as Progress | null;
   let running = true;
   const progress = async () => {
     while (running) {
       await new Promise((r) => setTimeout(r, POLL_MS));
       const s = await unary(ann.stats.bind(ann), { collection }, { timeoutMs: 10_000 }).catch(() => null);
       if (!running || !s || s.rebuildTotal === 0) continue;
-      if (!bar) {
-        bar = new SingleBar({
-          format: "  rebuilding [{bar}] {value}/{total} points | {percentage}% | eta {eta_formatted}",
-          stream: process.stderr,
-          hideCursor: true,
-          // Not a terminal (a log, a CI job): a plain line every few seconds instead of redraws.
-          noTTYOutput: process.stderr.isTTY !== true,
-          notTTYSchedule: 5000,
-        });
-        bar.start(s.rebuildTotal, 0);
-      }
-      bar.update(Math.min(s.rebuildInserted, s.rebuildTotal));
+      bar ??= startProgress(s.rebuildTotal, { label: "rebuilding", unit: "points" });
+      bar.update(s.rebuildInserted);
     }
   };
   try {
