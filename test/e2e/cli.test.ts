@@ -21,6 +21,7 @@ import { decodeVector, JobState } from "@tandem/proto";
 import { unary } from "@tandem/service-kit";
 import { Redis } from "ioredis";
 import { annClient, ensureCollection, indexerClient } from "../../packages/cli/src/clients.js";
+import { indexerSpace } from "../../packages/cli/src/collection-space.js";
 import { search } from "../../packages/cli/src/commands/search.js";
 import { loadEvalSet } from "../../packages/cli/src/eval/beir.js";
 import { type EvalReport, runEval } from "../../packages/cli/src/eval/run.js";
@@ -106,9 +107,8 @@ test("index a scifact slice through the indexer, then search it by text", { time
   const ann = annClient(annAddr);
   const indexer = indexerClient(indexerAddr);
   try {
-    const teacher = (await unary(indexer.info.bind(indexer), {})).teacher;
-    assert.ok(teacher, "the indexer reports its teacher");
-    const { info } = await ensureCollection(ann, `${COLLECTION}-g1`, teacher.space, teacher.dims);
+    const teacher = await indexerSpace(indexer, indexerAddr);
+    const { info } = await ensureCollection(ann, `${COLLECTION}-g1`, teacher);
     await unary(ann.setAlias.bind(ann), { alias: COLLECTION, collection: info.name });
 
     // The slice as a corpus file, in the original BEIR lines.

@@ -10,6 +10,7 @@ import {
 } from "@tandem/proto";
 import { clientTransport, isSecurityVariable, unary, upstreamSecurityFromEnv } from "@tandem/service-kit";
 import type { ServiceName } from "./addresses.js";
+import type { TargetSpace } from "./collection-space.js";
 
 /** Large enough for a 1000-hit search with vectors or a batch of 768-d upserts. */
 const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
@@ -88,25 +89,34 @@ export async function collectionInfo(ann: AnnClient, name: string): Promise<Coll
   }
 }
 
-/** Creates the collection when missing; refuses one that exists in another space. */
+/** "collection x", or "alias x (of collection y)" when `name` resolved through an alias. */
+export function collectionLabel(name: string, info: CollectionInfo): string {
+  return info.name === name ? `collection ${name}` : `alias ${name} (of collection ${info.name})`;
+}
+
+/**
+ * Creates the collection when missing (an alias resolves to its collection); refuses one that exists
+ * in another space, naming both spaces and the way out.
+ */
 export async function ensureCollection(
   ann: AnnClient,
   name: string,
-  space: string,
-  dims: number,
+  target: TargetSpace,
 ): Promise<{ info: CollectionInfo; created: boolean }> {
   const existing = await collectionInfo(ann, name);
   if (existing) {
-    if (existing.space !== space || existing.dims !== dims) {
+    if (existing.space !== target.space || existing.dims !== target.dims) {
       throw new Error(
-        `collection ${name} holds space ${existing.space} (${existing.dims}-d), not ${space} (${dims}-d): drop it or choose another name`,
+        `${collectionLabel(name, existing)} exists in space ${existing.space} (${existing.dims}-d), but the space ` +
+          `wanted is ${target.space} (${target.dims}-d), from ${target.from}: vectors of two spaces are never ` +
+          `searched together. Choose another name, or drop ${existing.name} first (tandem collections drop ${existing.name} --yes)`,
       );
     }
     return { info: existing, created: false };
   }
   const info = await unary(
     ann.createCollection.bind(ann),
-    { name, space, dims, metric: Metric.METRIC_COSINE, index: undefined },
+    { name, space: target.space, dims: target.dims, metric: Metric.METRIC_COSINE, index: undefined },
     { timeoutMs: 30_000 },
   );
   return { info, created: true };

@@ -92,9 +92,11 @@ program
   .option("--limit <n>", "index only the first n documents", int("--limit", 0), 0)
   .option("--server-file", "let the indexer's workers read the file themselves (the path must exist on their side)")
   .option("--no-wait", "return once the job is queued")
+  .option("--create", "create the collection when it does not exist, in the space of the indexer's teacher")
   .addOption(retryForOption())
   .option("--json", "machine-readable output")
   .addOption(addrOption("indexer"))
+  .addOption(addrOption("ann"))
   .action(async (file: string, flags) => {
     const { indexCommand } = await import("./commands/index.js");
     process.exitCode = await indexCommand(file, flags);
@@ -114,14 +116,72 @@ program
     process.exitCode = await jobsCommand(jobId, flags);
   });
 
-program
+const collections = program
   .command("collections")
-  .description("list the ANN service's collections and aliases")
+  .description("list, create and drop the ANN service's collections, and point aliases at them");
+collections
+  .command("list", { isDefault: true })
+  .description("collections (space, dims, points, metric, aliases); the default")
   .option("--json", "machine-readable output")
   .addOption(addrOption("ann"))
   .action(async (flags) => {
     const { collectionsCommand } = await import("./commands/collections.js");
     process.exitCode = await collectionsCommand(flags);
+  });
+collections
+  .command("create")
+  .description(
+    "create a collection in the space of the running indexer's teacher (so what it indexes fits), or of --teacher, or --space/--dims",
+  )
+  .argument("<name>", "collection name (letters, digits, _ - .)")
+  .addOption(
+    new Option(
+      "--teacher <bundle>",
+      "take the space from this bundle's manifest instead of asking the indexer",
+    ).conflicts("space"),
+  )
+  .option("--space <id>", "the embedding space by hand (needs --dims), e.g. all-mpnet-base-v2/768")
+  .option("--dims <n>", "with --space: its width; with --teacher: one of the bundle's Matryoshka sizes", int("--dims"))
+  .option("--json", "machine-readable output")
+  .addOption(addrOption("ann"))
+  .addOption(addrOption("indexer"))
+  .action(async (name: string, flags) => {
+    const { createCommand } = await import("./commands/collections.js");
+    process.exitCode = await createCommand(name, flags);
+  });
+collections
+  .command("drop")
+  .description(
+    "drop a collection with its vectors and payloads (not one an alias points to: move or remove the alias first)",
+  )
+  .argument("<name>", "collection name")
+  .option("-y, --yes", "drop without asking (needed when stdin is not a terminal)")
+  .option("--json", "machine-readable output")
+  .addOption(addrOption("ann"))
+  .action(async (name: string, flags) => {
+    const { dropCommand } = await import("./commands/collections.js");
+    process.exitCode = await dropCommand(name, flags);
+  });
+collections
+  .command("alias")
+  .description("point an alias at a collection, creating or moving it atomically")
+  .argument("<alias>", "alias name")
+  .argument("<collection>", "collection it points at")
+  .option("--json", "machine-readable output")
+  .addOption(addrOption("ann"))
+  .action(async (alias: string, collection: string, flags) => {
+    const { aliasCommand } = await import("./commands/collections.js");
+    process.exitCode = await aliasCommand(alias, collection, flags);
+  });
+collections
+  .command("unalias")
+  .description("remove an alias; its collection is kept")
+  .argument("<alias>", "alias name")
+  .option("--json", "machine-readable output")
+  .addOption(addrOption("ann"))
+  .action(async (alias: string, flags) => {
+    const { unaliasCommand } = await import("./commands/collections.js");
+    process.exitCode = await unaliasCommand(alias, flags);
   });
 
 program

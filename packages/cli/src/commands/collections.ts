@@ -1,39 +1,94 @@
-import { Metric } from "@tandem/proto";
+import { createInterface } from "node:readline/promises";
+import { status } from "@grpc/grpc-js";
+import { type AnnClient, type CollectionInfo, Metric } from "@tandem/proto";
 import { unary } from "@tandem/service-kit";
 import { address } from "../addresses.js";
-import { annClient, describeError } from "../clients.js";
+import {
+  annClient,
+  collectionInfo,
+  collectionLabel,
+  describeError,
+  ensureCollection,
+  isGrpcError,
+} from "../clients.js";
+import { type SpaceFlags, targetSpace } from "../collection-space.js";
 
 export interface CollectionsFlags {
   json?: boolean;
   ann?: string;
 }
 
-export async function collectionsCommand(flags: CollectionsFlags): Promise<number> {
+export type CreateFlags = CollectionsFlags & SpaceFlags;
+
+export interface DropFlags extends CollectionsFlags {
+  yes?: boolean;
+}
+
+const metricName = (m: Metric) => Metric[m].replace("METRIC_", "").toLowerCase();
+
+function collectionJson(c: CollectionInfo) {
+  return {
+    name: c.name,
+    space: c.space,
+    dims: c.dims,
+    metric: metricName(c.metric),
+    count: Number(c.count),
+    aliases: c.aliases,
+    createdAtMs: Number(c.createdAtMs),
+  };
+}
+
+const print = (flags: CollectionsFlags, json: unknown, text: string) =>
+  process.stdout.write(`${flags.json ? JSON.stringify(json) : text}\n`);
+
+/** A refusal of `tandem collections <what>`: one line on stderr, exit status 1. */
+function refuse(what: string, message: string): number {
+  process.stderr.write(`tandem collections ${what}: ${message}\n`);
+  return 1;
+}
+
+/** The ANN service's limits are its own variables: name the one a refusal ran into, and the way out. */
+function limitHint(err: unknown): string {
+  if (!isGrpcError(err)) return "";
+  if (err.code === status.RESOURCE_EXHAUSTED) {
+    return ". Drop a collection first (tandem collections drop NAME --yes), or raise the limit on the ANN service";
+  }
+  if (err.code === status.INVALID_ARGUMENT && /^dims=/.test(err.details))
+    return " (the ANN service's MIN_DIMS, MAX_DIMS)";
+  if (err.code === status.INVALID_ARGUMENT && /name is longer/.test(err.details))
+    return " (the ANN service's MAX_NAME_BYTES)";
+  return "";
+}
+
+/** One subcommand against the ANN service; a failed call becomes a refusal naming the service's reason. */
+async function withAnn(
+  what: string,
+  flags: CollectionsFlags,
+  run: (ann: AnnClient) => Promise<number>,
+): Promise<number> {
   const addr = address("ann", flags.ann);
   const ann = annClient(addr);
   try {
+    return await run(ann);
+  } catch (err) {
+    return refuse(what, `${describeError(err, addr)}${limitHint(err)}`);
+  } finally {
+    ann.close();
+  }
+}
+
+export function collectionsCommand(flags: CollectionsFlags): Promise<number> {
+  return withAnn("list", flags, async (ann) => {
     const [{ collections }, { aliases }] = await Promise.all([
       unary(ann.listCollections.bind(ann), {}, { timeoutMs: 10_000 }),
       unary(ann.listAliases.bind(ann), {}, { timeoutMs: 10_000 }),
     ]);
     if (flags.json) {
-      const out = {
-        collections: collections.map((c) => ({
-          name: c.name,
-          space: c.space,
-          dims: c.dims,
-          metric: Metric[c.metric].replace("METRIC_", "").toLowerCase(),
-          count: Number(c.count),
-          aliases: c.aliases,
-          createdAtMs: Number(c.createdAtMs),
-        })),
-        aliases,
-      };
-      process.stdout.write(`${JSON.stringify(out)}\n`);
+      process.stdout.write(`${JSON.stringify({ collections: collections.map(collectionJson), aliases })}\n`);
       return 0;
     }
     if (collections.length === 0) {
-      process.stdout.write(`no collections at ${addr}\n`);
+      process.stdout.write(`no collections at ${address("ann", flags.ann)}\n`);
       return 0;
     }
     const rows = collections.map((c) => [
@@ -41,7 +96,7 @@ export async function collectionsCommand(flags: CollectionsFlags): Promise<numbe
       String(c.count),
       c.space,
       String(c.dims),
-      Metric[c.metric].replace("METRIC_", "").toLowerCase(),
+      metricName(c.metric),
       c.aliases.join(", "),
     ]);
     const head = ["collection", "points", "space", "dims", "metric", "aliases"];
@@ -53,10 +108,126 @@ export async function collectionsCommand(flags: CollectionsFlags): Promise<numbe
         .trimEnd();
     process.stdout.write(`${[fmt(head), ...rows.map(fmt)].join("\n")}\n`);
     return 0;
-  } catch (err) {
-    process.stderr.write(`tandem collections: ${describeError(err, addr)}\n`);
-    return 1;
+  });
+}
+
+/** A new collection in the space of the indexer's teacher (or of --teacher, or --space/--dims). */
+export function createCommand(name: string, flags: CreateFlags): Promise<number> {
+  return withAnn("create", flags, async (ann) => {
+    const target = await targetSpace(flags);
+    const { info, created } = await ensureCollection(ann, name, target);
+    if (!created) {
+      return refuse(
+        "create",
+        `${collectionLabel(name, info)} already exists, in ${info.space} (${info.dims}-d, ${info.count} points)`,
+      );
+    }
+    print(
+      flags,
+      collectionJson(info),
+      `created collection ${name}: ${info.space}, ${info.dims}-d, ${metricName(info.metric)} (from ${target.from})`,
+    );
+    return 0;
+  });
+}
+
+async function confirm(question: string): Promise<boolean> {
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    return /^y(es)?$/i.test((await rl.question(question)).trim());
   } finally {
-    ann.close();
+    rl.close();
   }
+}
+
+/**
+ * Drops a collection, its vectors and payloads. Never one an alias points to: searches through the
+ * alias would start failing, so the alias is moved or removed first (the ANN service refuses it too).
+ */
+export function dropCommand(name: string, flags: DropFlags): Promise<number> {
+  return withAnn("drop", flags, async (ann) => {
+    const info = await collectionInfo(ann, name);
+    if (!info) return refuse("drop", `no collection named ${name}`);
+    if (info.name !== name) {
+      return refuse(
+        "drop",
+        `${name} is an alias of collection ${info.name}, not a collection: ` +
+          `tandem collections unalias ${name} removes the alias, tandem collections drop ${info.name} the collection`,
+      );
+    }
+    if (info.aliases.length > 0) {
+      const list = info.aliases.join(", ");
+      const first = info.aliases[0];
+      return refuse(
+        "drop",
+        `collection ${name} is the target of alias ${list}: searches through it would fail once ${name} is gone. ` +
+          `Point it at another collection (tandem collections alias ${first} OTHER) or remove it ` +
+          `(tandem collections unalias ${first}) first`,
+      );
+    }
+    const what = `collection ${name} (${info.space}, ${info.count} points)`;
+    if (!flags.yes) {
+      if (process.stdin.isTTY !== true) {
+        return refuse(
+          "drop",
+          `dropping ${what} deletes its vectors and payloads for good: confirm with --yes (stdin is not a terminal, so nobody can be asked)`,
+        );
+      }
+      if (!(await confirm(`drop ${what}? Its vectors and payloads are deleted for good. [y/N] `))) {
+        return refuse("drop", `kept ${name}`);
+      }
+    }
+    const { dropped } = await unary(ann.dropCollection.bind(ann), { name }, { timeoutMs: 60_000 });
+    // Gone already: dropped by someone else between the look and the drop.
+    if (!dropped) return refuse("drop", `no collection named ${name}`);
+    print(flags, { dropped: name, space: info.space, count: Number(info.count) }, `dropped ${what}`);
+    return 0;
+  });
+}
+
+/** Points `alias` at `collection`, creating or moving it (atomically, on the ANN service). */
+export function aliasCommand(alias: string, collection: string, flags: CollectionsFlags): Promise<number> {
+  return withAnn("alias", flags, async (ann) => {
+    const before = await collectionInfo(ann, alias);
+    // The service refuses an alias that would shadow a collection, a missing collection and an alias of an alias.
+    const { previousCollection } = await unary(ann.setAlias.bind(ann), { alias, collection }, { timeoutMs: 10_000 });
+    const now = await collectionInfo(ann, alias);
+    const was = previousCollection ? `, was ${previousCollection}` : "";
+    print(
+      flags,
+      { alias, collection, previous: previousCollection || null, space: now?.space ?? null },
+      `alias ${alias} -> ${collection}${now ? ` (${now.space})` : ""}${was}`,
+    );
+    if (!flags.json && before && now && before.space !== now.space) {
+      process.stderr.write(
+        `note: searches through ${alias} now reach ${now.space} instead of ${before.space}: ` +
+          `by text, they need a query encoder in ${now.space}\n`,
+      );
+    }
+    return 0;
+  });
+}
+
+/** Removes an alias; the collection it pointed at is kept. */
+export function unaliasCommand(alias: string, flags: CollectionsFlags): Promise<number> {
+  return withAnn("unalias", flags, async (ann) => {
+    const { aliases } = await unary(ann.listAliases.bind(ann), {}, { timeoutMs: 10_000 });
+    const entry = aliases.find((a) => a.alias === alias);
+    if (!entry) {
+      const c = await collectionInfo(ann, alias);
+      return refuse(
+        "unalias",
+        c
+          ? `${alias} is a collection, not an alias (tandem collections drop ${alias} deletes it)`
+          : `no alias named ${alias}`,
+      );
+    }
+    await unary(ann.deleteAlias.bind(ann), { alias }, { timeoutMs: 10_000 });
+    print(
+      flags,
+      { alias, collection: entry.collection },
+      `removed alias ${alias}; ${entry.collection}, which it pointed at, is kept`,
+    );
+    return 0;
+  });
 }

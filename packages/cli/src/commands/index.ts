@@ -1,9 +1,11 @@
 import { existsSync } from "node:fs";
+import { status } from "@grpc/grpc-js";
 import { streamCorpusFile } from "@tandem/doc-indexer";
-import { JobState, type SubmitResponse } from "@tandem/proto";
+import { type IndexerClient, JobState, type SubmitResponse } from "@tandem/proto";
 import { unary } from "@tandem/service-kit";
 import { address } from "../addresses.js";
-import { describeError, indexerClient } from "../clients.js";
+import { annClient, describeError, ensureCollection, indexerClient, isGrpcError } from "../clients.js";
+import { indexerSpace } from "../collection-space.js";
 import { followJob, jobLine } from "../jobs.js";
 import { userPath } from "../paths.js";
 
@@ -14,8 +16,29 @@ export interface IndexFlags {
   wait: boolean;
   json?: boolean;
   indexer?: string;
+  /** Create the collection, in the indexer's teacher's space, when it does not exist. */
+  create?: boolean;
+  /** The ANN service --create creates the collection in. */
+  ann?: string;
   /** Seconds a follow retries an unavailable indexer or Redis (--retry-for). */
   retryFor: number;
+}
+
+/** --create: the collection in the space the indexer's teacher writes, unless it exists in that space already. */
+async function createIfMissing(indexer: IndexerClient, indexerAddr: string, flags: IndexFlags): Promise<void> {
+  const annAddr = address("ann", flags.ann);
+  const ann = annClient(annAddr);
+  try {
+    const target = await indexerSpace(indexer, indexerAddr);
+    const { info, created } = await ensureCollection(ann, flags.collection, target).catch((err: unknown) => {
+      throw isGrpcError(err) ? new Error(describeError(err, annAddr)) : err;
+    });
+    if (created && !flags.json) {
+      process.stderr.write(`created collection ${info.name}: ${info.space}, ${info.dims}-d (from ${target.from})\n`);
+    }
+  } finally {
+    ann.close();
+  }
 }
 
 export async function indexCommand(file: string, flags: IndexFlags): Promise<number> {
@@ -27,6 +50,7 @@ export async function indexCommand(file: string, flags: IndexFlags): Promise<num
   }
   const indexer = indexerClient(addr);
   try {
+    if (flags.create) await createIfMissing(indexer, addr, flags);
     const res: SubmitResponse = flags.serverFile
       ? await unary(
           indexer.submitFile.bind(indexer),
@@ -53,6 +77,11 @@ export async function indexCommand(file: string, flags: IndexFlags): Promise<num
     return final.state === JobState.JOB_STATE_COMPLETED ? 0 : 1;
   } catch (err) {
     process.stderr.write(`tandem index: ${describeError(err, addr)}\n`);
+    if (isGrpcError(err) && err.code === status.NOT_FOUND && /collection/.test(err.details)) {
+      process.stderr.write(
+        `create it with --create (in the space of the indexer's teacher), or: tandem collections create ${flags.collection}\n`,
+      );
+    }
     return 1;
   } finally {
     indexer.close();

@@ -8,6 +8,7 @@ import { JobState } from "@tandem/proto";
 import { unary } from "@tandem/service-kit";
 import { address } from "../addresses.js";
 import { annClient, collectionInfo, describeError, ensureCollection, indexerClient, loopbackEnv } from "../clients.js";
+import { indexerSpace } from "../collection-space.js";
 import { checkHealth } from "../health.js";
 import { followJob, jobLine } from "../jobs.js";
 import { bundleExists, bundlePath, EXAMPLE_CORPUS, REPO_ROOT, STATE_DIR, userPath } from "../paths.js";
@@ -312,9 +313,7 @@ async function indexExample(
   const ann = annClient(annAddr, vars);
   const indexer = indexerClient(indexerAddr, vars);
   try {
-    const info = await unary(indexer.info.bind(indexer), {}, { timeoutMs: 10_000 });
-    const teacher = info.teacher;
-    if (!teacher) throw new Error("the indexer reports no teacher");
+    const teacher = await indexerSpace(indexer, indexerAddr);
     const alias = flags.collection;
     let target = await collectionInfo(ann, alias);
     if (!target || target.space !== teacher.space) {
@@ -322,7 +321,7 @@ async function indexExample(
       // (e.g. the pair got built after a first symmetric run) the alias moves
       // to a collection in the new space and the old one stays for rollback.
       const name = `${alias}-${teacher.space.replace(/[^A-Za-z0-9_.-]+/g, "-")}`;
-      const { info: created, created: isNew } = await ensureCollection(ann, name, teacher.space, teacher.dims);
+      const { info: created, created: isNew } = await ensureCollection(ann, name, teacher);
       await unary(ann.setAlias.bind(ann), { alias, collection: name }, { timeoutMs: 10_000 });
       if (target) say(`alias ${alias} moved from ${target.name} (${target.space}) to ${name}; ${target.name} is kept`);
       else if (isNew)
@@ -353,7 +352,7 @@ async function indexExample(
       }
     }
     const which = limit > 0 && docs === limit ? `the first ${docs}` : `all ${docs}`;
-    say(`indexing ${which} documents of ${corpus} into ${alias} with ${teacher.bundleName} …`);
+    say(`indexing ${which} documents of ${corpus} into ${alias} with ${teacher.from} …`);
     const res = await streamCorpusFile(indexer, alias, corpus, limit);
     const final = await followJob(indexer, res.jobId, { bar: true, retryForMs: flags.retryFor * 1000 });
     say(jobLine(final));

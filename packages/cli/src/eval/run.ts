@@ -259,7 +259,11 @@ async function indexTower(opts: DenseOptions, set: EvalSet, model: EmbeddingMode
   // a later run with the same inputs reuses it instead of writing it again.
   const served = servedWidth(model, opts.dims);
   const name = `eval-${set.name}-${set.slice}-${model.info.bundleSha256.slice(0, 12)}${served.suffix}`;
-  const { info, created } = await ensureCollection(opts.ann, name, served.space, served.dims);
+  const { info, created } = await ensureCollection(opts.ann, name, {
+    space: served.space,
+    dims: served.dims,
+    from: `the bundle ${model.info.bundleName}`,
+  });
   const reused = !created && Number(info.count) === set.docs.length;
   if (!reused) {
     const points = set.docs.map((d) =>
