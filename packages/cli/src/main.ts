@@ -6,6 +6,7 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import { ADDRESS_ENV, DEFAULT_ADDRESSES } from "./addresses.js";
 import { describeError } from "./clients.js";
 import { DATASETS_DIR } from "./paths.js";
+import { DEFAULT_RESTART_POLICY } from "./supervise.js";
 
 function int(name: string, min = 1) {
   return (value: string): number => {
@@ -52,6 +53,19 @@ program
   .option("--teacher <bundle>", "teacher bundle (name under .cache/models or a path); default: the best one built")
   .option("--student <bundle>", "student bundle; default: leaf-minilm-mpnet when built")
   .option("--no-index", "start the services only")
+  .option(
+    "--max-restarts <n>",
+    `a crashed service is restarted (after ${DEFAULT_RESTART_POLICY.backoffMs / 1000} s, doubling up to ${DEFAULT_RESTART_POLICY.maxBackoffMs / 1000} s) ` +
+      "this many times within --restart-window; one crash more stops the stack",
+    int("--max-restarts", 0),
+    DEFAULT_RESTART_POLICY.maxRestarts,
+  )
+  .option(
+    "--restart-window <seconds>",
+    "the window --max-restarts counts crashes in",
+    int("--restart-window"),
+    DEFAULT_RESTART_POLICY.windowMs / 1000,
+  )
   .addOption(retryForOption())
   .action(async (flags) => {
     const { upCommand } = await import("./commands/up.js");

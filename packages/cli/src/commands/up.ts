@@ -1,18 +1,18 @@
-import { type ChildProcess, spawn } from "node:child_process";
-import { closeSync, createReadStream, existsSync, mkdirSync, openSync, readFileSync } from "node:fs";
+import { createReadStream, existsSync, mkdirSync } from "node:fs";
 import { createServer } from "node:net";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { createInterface } from "node:readline";
 import { parseCorpusLine, streamCorpusFile } from "@tandem/doc-indexer";
+import { resolveBundle } from "@tandem/model-runtime";
 import { JobState } from "@tandem/proto";
 import { unary } from "@tandem/service-kit";
 import { address } from "../addresses.js";
 import { annClient, collectionInfo, describeError, ensureCollection, indexerClient, loopbackEnv } from "../clients.js";
 import { indexerSpace } from "../collection-space.js";
-import { checkHealth } from "../health.js";
 import { followJob, jobLine } from "../jobs.js";
-import { bundleExists, bundlePath, EXAMPLE_CORPUS, REPO_ROOT, STATE_DIR, userPath } from "../paths.js";
+import { bundleExists, bundlePath, EXAMPLE_CORPUS, STATE_DIR, userPath } from "../paths.js";
 import { DEFAULT_REDIS_URL, pingRedis } from "../redis.js";
+import { DEFAULT_RESTART_POLICY, type RestartPolicy, type ServiceSpec, Supervisor } from "../supervise.js";
 
 /**
  * `tandem up`: the whole stack on one machine, as child processes that run the
@@ -21,7 +21,7 @@ import { DEFAULT_REDIS_URL, pingRedis } from "../redis.js";
  * the indexer's worker on CPU, the ANN data under .tandem/. Then an example
  * corpus (examples/tandem-docs: the repository's own documentation, so nothing
  * outside the checkout is needed) is indexed through the real indexer, and the
- * services stay up until Ctrl-C.
+ * services stay up until Ctrl-C; one that crashes meanwhile is restarted (supervise.ts).
  */
 export interface UpFlags {
   /** Index only the first `docs` documents; absent: all of them. */
@@ -33,6 +33,9 @@ export interface UpFlags {
   index: boolean;
   /** Seconds the indexing follow retries an unavailable indexer or Redis (--retry-for). */
   retryFor: number;
+  /** Restarts of one crashed service allowed within `restartWindow` seconds. */
+  maxRestarts: number;
+  restartWindow: number;
 }
 
 interface Pair {
@@ -41,12 +44,24 @@ interface Pair {
   note: string | null;
 }
 
-/** The best teacher/student pair that is built, preferring the asymmetric one. */
-export function choosePair(flags: Pick<UpFlags, "teacher" | "student">): Pair {
+/** The best teacher/student pair that is built, preferring the asymmetric one; one in two spaces is refused. */
+export async function choosePair(flags: Pick<UpFlags, "teacher" | "student">): Promise<Pair> {
   if (flags.teacher || flags.student) {
     const teacher = bundlePath(flags.teacher ?? "all-mpnet-base-v2-int8");
     const student = bundlePath(flags.student ?? "leaf-minilm-mpnet");
     for (const b of [teacher, student]) if (!bundleExists(b)) throw new Error(`bundle ${b} is not built`);
+    const [t, s] = await Promise.all([resolveBundle(teacher), resolveBundle(student)]);
+    if (t.manifest.space !== s.manifest.space) {
+      // The stack would start, index, and then refuse every search by text (FAILED_PRECONDITION):
+      // better said now, with the way out.
+      throw new Error(
+        `the teacher ${basename(teacher)} writes documents in ${t.manifest.space} but the ` +
+          `${flags.student ? "" : "default "}student ${basename(student)} encodes queries in ${s.manifest.space}: ` +
+          `its queries could never be searched against the teacher's documents. Give --student a bundle in ` +
+          `${t.manifest.space}; a teacher without a distilled student serves both sides itself (symmetric): ` +
+          `--student ${flags.teacher ?? basename(teacher)}`,
+      );
+    }
     return { teacher, student, note: null };
   }
   const student = bundlePath("leaf-minilm-mpnet");
@@ -79,69 +94,7 @@ function portFree(port: number): Promise<boolean> {
   });
 }
 
-interface Service {
-  name: string;
-  entry: string;
-  addr: string;
-  env: Record<string, string>;
-  log: string;
-  child?: ChildProcess;
-  exited?: Promise<void>;
-}
-
 const say = (line: string) => process.stderr.write(`${line}\n`);
-
-function logTail(path: string, lines = 15): string {
-  if (!existsSync(path)) return "";
-  return readFileSync(path, "utf8").trimEnd().split("\n").slice(-lines).join("\n");
-}
-
-function start(
-  svc: Service,
-  base: NodeJS.ProcessEnv,
-  onExit: (code: number | null, signal: NodeJS.Signals | null) => void,
-): void {
-  const fd = openSync(svc.log, "a");
-  // Own process group (detached): Ctrl-C in the terminal reaches only this
-  // process, which then stops the services in order (indexer before the ANN
-  // service it writes to, the encoder last) instead of all at once.
-  const child = spawn(process.execPath, ["--conditions=tandem-src", "--import", "tsx", svc.entry], {
-    cwd: REPO_ROOT,
-    env: { ...base, LOG_LEVEL: "info", METRICS_PORT: "0", HOST: "127.0.0.1", ...svc.env },
-    stdio: ["ignore", fd, fd],
-    detached: true,
-  });
-  closeSync(fd);
-  svc.child = child;
-  svc.exited = new Promise((resolve) => child.once("exit", () => resolve()));
-  child.once("exit", onExit);
-}
-
-async function stop(svc: Service, graceMs = 20_000): Promise<void> {
-  const child = svc.child;
-  if (!child || child.exitCode !== null || child.signalCode !== null) return;
-  child.kill("SIGTERM");
-  const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
-  await svc.exited;
-  clearTimeout(timer);
-}
-
-async function waitServing(svc: Service, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if ((await checkHealth(svc.addr, 1000)) === "SERVING") return;
-    const child = svc.child as ChildProcess;
-    if (child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(
-        `${svc.name} exited (${child.exitCode ?? child.signalCode}) before serving; the end of ${svc.log}:\n${logTail(svc.log)}`,
-      );
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`${svc.name} did not report SERVING within ${timeoutMs / 1000} s; see ${svc.log}`);
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
 
 export async function upCommand(flags: UpFlags): Promise<number> {
   const redisUrl = process.env.REDIS_URL || DEFAULT_REDIS_URL;
@@ -154,7 +107,7 @@ export async function upCommand(flags: UpFlags): Promise<number> {
     return 1;
   }
 
-  const pair = choosePair(flags);
+  const pair = await choosePair(flags);
   if (pair.note) say(`note: ${pair.note}`);
   const local = loopbackEnv(process.env);
   if (local.dropped.length) {
@@ -177,50 +130,47 @@ export async function upCommand(flags: UpFlags): Promise<number> {
 
   const logs = join(STATE_DIR, "logs");
   mkdirSync(logs, { recursive: true });
-  const services: Service[] = [
-    {
-      name: "query-encoder",
-      entry: "services/query-encoder/src/main.ts",
-      addr: addrs.encoder,
-      env: { PORT: String(portOf(addrs.encoder)), MODEL_DIR: pair.student },
-      log: join(logs, "query-encoder.log"),
-    },
-    {
-      name: "ann",
-      entry: "services/ann/src/main.ts",
-      addr: addrs.ann,
-      env: { PORT: String(portOf(addrs.ann)), DATA_DIR: join(STATE_DIR, "ann"), ENCODER_ADDR: addrs.encoder },
-      log: join(logs, "ann.log"),
-    },
-    {
-      name: "doc-indexer",
-      entry: "services/doc-indexer/src/main.ts",
-      addr: addrs.indexer,
-      env: {
-        PORT: String(portOf(addrs.indexer)),
-        REDIS_URL: redisUrl,
-        ANN_ADDR: addrs.ann,
-        TEACHER_BUNDLE_DIR: pair.teacher,
-        PROVIDERS: "cpu",
-        RUN_WORKER: "true",
-        // The indexer holds one Upsert stream open, under one ANN_TIMEOUT_MS
-        // deadline, while the teacher embeds a whole flush. A BERT-base teacher
-        // on a small CPU manages ~1-5 docs/s, so the default flush (256 docs)
-        // outlives the default deadline (60 s) and every attempt fails. Small
-        // flushes (the progress bar also moves at each one) and a roomy deadline.
-        UPSERT_FLUSH_DOCS: process.env.UPSERT_FLUSH_DOCS ?? "32",
-        ANN_TIMEOUT_MS: process.env.ANN_TIMEOUT_MS ?? "600000",
-      },
-      log: join(logs, "doc-indexer.log"),
-    },
+  const service = (name: string, entry: string, addr: string, env: Record<string, string>): ServiceSpec => ({
+    name,
+    entry,
+    addr,
+    env: { ...local.vars, LOG_LEVEL: "info", METRICS_PORT: "0", HOST: "127.0.0.1", PORT: String(portOf(addr)), ...env },
+    log: join(logs, `${name}.log`),
+    // Models load and warm up before SERVING; on a shared 2-core machine that can take a while.
+    readyTimeoutMs: 300_000,
+  });
+  const services: ServiceSpec[] = [
+    service("query-encoder", "services/query-encoder/src/main.ts", addrs.encoder, { MODEL_DIR: pair.student }),
+    service("ann", "services/ann/src/main.ts", addrs.ann, {
+      DATA_DIR: join(STATE_DIR, "ann"),
+      ENCODER_ADDR: addrs.encoder,
+    }),
+    service("doc-indexer", "services/doc-indexer/src/main.ts", addrs.indexer, {
+      REDIS_URL: redisUrl,
+      ANN_ADDR: addrs.ann,
+      TEACHER_BUNDLE_DIR: pair.teacher,
+      PROVIDERS: "cpu",
+      RUN_WORKER: "true",
+      // The indexer holds one Upsert stream open, under one ANN_TIMEOUT_MS
+      // deadline, while the teacher embeds a whole flush. A BERT-base teacher
+      // on a small CPU manages ~1-5 docs/s, so the default flush (256 docs)
+      // outlives the default deadline (60 s) and every attempt fails. Small
+      // flushes (the progress moves at each one) and a roomy deadline.
+      UPSERT_FLUSH_DOCS: process.env.UPSERT_FLUSH_DOCS ?? "32",
+      ANN_TIMEOUT_MS: process.env.ANN_TIMEOUT_MS ?? "600000",
+    }),
   ];
-
+  const policy: RestartPolicy = {
+    ...DEFAULT_RESTART_POLICY,
+    maxRestarts: flags.maxRestarts,
+    windowMs: flags.restartWindow * 1000,
+  };
+  const supervisor = new Supervisor(policy, say);
   let stopping: Promise<number> | null = null;
   const shutdown = (code: number): Promise<number> => {
     stopping ??= (async () => {
       say("stopping: doc-indexer, ann, query-encoder …");
-      // Reverse start order: nothing writes into the ANN service while it snapshots.
-      for (const svc of [...services].reverse()) await stop(svc);
+      await supervisor.stopAll();
       say("stopped.");
       return code;
     })();
@@ -232,36 +182,24 @@ export async function upCommand(flags: UpFlags): Promise<number> {
     process.once("SIGTERM", onSignal);
   });
   // Should this process die some other way, don't leave the services behind.
-  process.once("exit", () => {
-    for (const s of services) if (s.child && s.child.exitCode === null) s.child.kill("SIGKILL");
+  process.once("exit", () => supervisor.killAll());
+  // A crashed service is restarted meanwhile (and the indexing follow rides out its absence);
+  // only one that keeps crashing stops the stack.
+  const gaveUp = supervisor.gaveUp.then((reason) => {
+    say(`\ntandem up: ${reason.message}`);
+    return shutdown(1);
   });
-
-  let onCrash: (code: Promise<number>) => void = () => {};
-  const crashed = new Promise<number>((resolve) => {
-    onCrash = resolve;
-  });
-  const watch = (svc: Service) => (code: number | null, signal: NodeJS.Signals | null) => {
-    if (stopping) return;
-    say(`\n${svc.name} exited unexpectedly (${code ?? signal}); the end of ${svc.log}:\n${logTail(svc.log)}`);
-    onCrash(shutdown(1));
-  };
 
   const ready = (async (): Promise<void> => {
     say(`student (query encoder): ${pair.student}`);
     say(`teacher (indexer worker, CPU): ${pair.teacher}`);
     say(`logs: ${logs}/`);
-    for (const svc of services) {
-      start(svc, local.vars, watch(svc));
-      say(`starting ${svc.name} on ${svc.addr} …`);
-      // Models load and warm up before SERVING; on a shared 2-core machine that can take a while.
-      await waitServing(svc, 300_000);
-      say(`  ${svc.name} is serving`);
-    }
+    for (const svc of services) await supervisor.start(svc);
     if (flags.index) await indexExample(flags, addrs.ann, addrs.indexer, local.vars);
   })();
 
   try {
-    const first = await Promise.race([ready.then(() => null), interrupted, crashed]);
+    const first = await Promise.race([ready.then(() => null), interrupted, gaveUp]);
     if (first !== null) return first;
   } catch (err) {
     say(`tandem up: ${describeError(err)}`);
@@ -272,8 +210,8 @@ export async function upCommand(flags: UpFlags): Promise<number> {
   say(`    pnpm tandem search "does the ANN service lose writes when it crashes" --collection ${flags.collection}`);
   say('    pnpm tandem collections        pnpm tandem jobs        pnpm tandem encode "a query"');
   say(`    pnpm tandem index path/to/corpus.jsonl --collection ${flags.collection}`);
-  say("Ctrl-C stops everything.");
-  return Promise.race([interrupted, crashed]);
+  say("A service that crashes is restarted; Ctrl-C stops everything.");
+  return Promise.race([interrupted, gaveUp]);
 }
 
 /**
