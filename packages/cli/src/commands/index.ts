@@ -30,6 +30,7 @@ async function createIfMissing(indexer: IndexerClient, indexerAddr: string, flag
   const ann = annClient(annAddr);
   try {
     const target = await indexerSpace(indexer, indexerAddr);
+    // Described here, against the ANN service's address: the command's own handler names the indexer's.
     const { info, created } = await ensureCollection(ann, flags.collection, target).catch((err: unknown) => {
       throw isGrpcError(err) ? new Error(describeError(err, annAddr)) : err;
     });
