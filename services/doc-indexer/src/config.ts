@@ -75,6 +75,12 @@ export const indexerConfigSchema = z.object({
   ...upstreamConfig("ANN"),
   ANN_TIMEOUT_MS: env.int(60_000, 100, 3_600_000, "deadline of one ANN call (an Upsert stream of one flush)"),
   TEACHER_BUNDLE_DIR: env.string(".cache/models/all-mpnet-base-v2", "model bundle directory of the teacher"),
+  TEACHER_DIMS: env.int(
+    0,
+    0,
+    65_536,
+    "serve the teacher at this Matryoshka size its manifest declares, in a space named for it (embeddinggemma-300m/256); 0: its full width",
+  ),
   PROVIDERS: providers,
   INTRA_OP_THREADS: env.int(
     Math.min(4, availableParallelism()),
@@ -147,4 +153,9 @@ export type IndexerConfig = z.infer<typeof indexerConfigSchema>;
 /** Config from the environment, or from an explicit map (tests). */
 export function indexerConfig(vars: NodeJS.ProcessEnv = process.env): IndexerConfig {
   return loadConfig(indexerConfigSchema, vars);
+}
+
+/** The width the configured teacher serves at: undefined is its full width. */
+export function teacherDims(config: Pick<IndexerConfig, "TEACHER_DIMS">): number | undefined {
+  return config.TEACHER_DIMS === 0 ? undefined : config.TEACHER_DIMS;
 }

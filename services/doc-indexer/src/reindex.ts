@@ -87,7 +87,7 @@ export async function runReindex(job: IndexJob, data: ReindexJobData, deps: Rein
   if (!source || !target) {
     throw new FailedPreconditionError(`collection "${source ? data.target : data.source}" no longer exists`);
   }
-  const newModel = await teachers.load(data.bundleDir);
+  const newModel = await teachers.load(data.bundleDir, target.space);
   const oldModel = await teachers.forTarget(source, source.name);
   const progress: ChunkProgress = {
     total: await content.size(source),

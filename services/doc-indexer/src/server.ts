@@ -1,9 +1,9 @@
 import type { EmbeddingModel } from "@tandem/model-runtime";
-import { type ResolvedBundle, resolveBundle } from "@tandem/model-runtime";
+import { type ResolvedBundle, resolveBundle, spaceAt } from "@tandem/model-runtime";
 import type { IndexerService, ModelCard } from "@tandem/proto";
 import { type Handlers, InvalidArgumentError, ResourceExhaustedError } from "@tandem/service-kit";
 import type { Redis } from "ioredis";
-import type { IndexerConfig } from "./config.js";
+import { type IndexerConfig, teacherDims } from "./config.js";
 import type { Producer } from "./producer.js";
 import type { Keys } from "./queue.js";
 import { modelCard } from "./teacher.js";
@@ -102,8 +102,8 @@ export function indexerHandlers(deps: ServerDeps): Handlers<typeof IndexerServic
           modelId: m.model_id,
           bundleName: m.name,
           role: m.role,
-          space: m.space,
-          dims: m.dims,
+          space: spaceAt(m, teacherDims(config) ?? m.dims),
+          dims: teacherDims(config) ?? m.dims,
           maxTokens: m.max_tokens,
           precision: m.precision,
           pooling: m.pooling,

@@ -10,7 +10,7 @@ import {
   upstreamSecurity,
 } from "@tandem/service-kit";
 import { AnnGateway } from "./ann-writer.js";
-import type { IndexerConfig } from "./config.js";
+import { type IndexerConfig, teacherDims } from "./config.js";
 import { IndexerMetrics } from "./metrics.js";
 import { Producer } from "./producer.js";
 import { Keys, openDeadLetterQueue, openQueue } from "./queue.js";
@@ -18,7 +18,7 @@ import { ConnectionWatch, connectRedis, storeName } from "./redis-connection.js"
 import { indexerHandlers } from "./server.js";
 import { checkStore } from "./store-checks.js";
 import { withStoreErrors } from "./store-errors.js";
-import { TeacherRegistry } from "./teacher.js";
+import { checkTeacher, TeacherRegistry } from "./teacher.js";
 import { type RunningWorker, startWorker } from "./worker.js";
 
 export interface RunningIndexer {
@@ -39,8 +39,9 @@ export async function startIndexer(
   deps: { log?: Logger; meter?: Meter } = {},
 ): Promise<RunningIndexer> {
   const log = deps.log ?? createLogger("doc-indexer", config.LOG_LEVEL);
-  // Before anything is opened or written: a Redis that would lose jobs stops the start here.
+  // Before anything is opened or written: a Redis that would lose jobs, or a bad teacher, stops the start here.
   await checkStore(config, log);
+  await checkTeacher(config.TEACHER_BUNDLE_DIR, teacherDims(config));
   const ownMetrics = deps.meter ? null : await startMetrics("doc-indexer", config.METRICS_PORT, config.HOST);
   const meter = deps.meter ?? ownMetrics!.meter;
   const keys = new Keys(config.QUEUE_PREFIX);
@@ -65,7 +66,7 @@ export async function startIndexer(
     { providers: config.PROVIDERS, intraOpThreads: config.INTRA_OP_THREADS },
     log,
   );
-  const teacher = await teachers.register(config.TEACHER_BUNDLE_DIR);
+  const teacher = await teachers.register(config.TEACHER_BUNDLE_DIR, undefined, teacherDims(config));
   const metrics = new IndexerMetrics(meter, async () => queue.getJobCounts("waiting", "active", "delayed", "failed"));
   const producer = new Producer(config, queue, deadLetters, redis, keys, ann, teachers, log);
   const worker = config.RUN_WORKER ? await startWorker(config, { log, meter, metrics }) : null;

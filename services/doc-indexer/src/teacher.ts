@@ -1,4 +1,12 @@
-import { EmbeddingModel, type ExecutionProvider, type ModelInfo, resolveBundle } from "@tandem/model-runtime";
+import {
+  checkServedDims,
+  EmbeddingModel,
+  type ExecutionProvider,
+  type Manifest,
+  type ModelInfo,
+  resolveBundle,
+  spaceAt,
+} from "@tandem/model-runtime";
 import type { ModelCard } from "@tandem/proto";
 import type { Logger } from "@tandem/service-kit";
 import { FailedPreconditionError } from "@tandem/service-kit";
@@ -9,6 +17,8 @@ import type { Keys } from "./queue.js";
 export interface TeacherOptions {
   providers: ExecutionProvider[];
   intraOpThreads: number;
+  /** A Matryoshka size the bundle declares; absent: its full width. */
+  dims?: number;
 }
 
 /** Loads a teacher with providers in order of preference and says which one it got. */
@@ -16,6 +26,7 @@ export async function loadTeacher(dir: string, opts: TeacherOptions, log: Logger
   const model = await EmbeddingModel.load(dir, {
     providers: opts.providers,
     intraOpThreads: opts.intraOpThreads,
+    dims: opts.dims,
     onProviderFallback: (provider, err) =>
       log.warn({ provider, bundle: dir, err: err.message }, "execution provider unavailable, trying the next"),
   });
@@ -49,18 +60,19 @@ export class TeacherRegistry {
   ) {}
 
   /**
-   * Reads a bundle's manifest (no model load) and records it as the teacher of its space; with
-   * `generation`, as the teacher of that one collection (and of the space only if it had none).
+   * Reads a bundle's manifest (no model load) and records it as the teacher of its space at `dims`
+   * (a Matryoshka size it declares, named in the space; default its full width); with `generation`,
+   * as the teacher of that one collection (and of the space only if it had none).
    */
-  async register(dir: string, generation?: string): Promise<{ space: string; dims: number }> {
-    const bundle = await resolveBundle(dir);
+  async register(dir: string, generation?: string, dims?: number): Promise<{ space: string; dims: number }> {
+    const { space, width } = servedSpace((await resolveBundle(dir)).manifest, dims);
     if (generation) {
       await this.redis.hset(this.keys.generationTeachers(), generation, dir);
-      await this.redis.hsetnx(this.keys.teachers(), bundle.manifest.space, dir);
+      await this.redis.hsetnx(this.keys.teachers(), space, dir);
     } else {
-      await this.redis.hset(this.keys.teachers(), bundle.manifest.space, dir);
+      await this.redis.hset(this.keys.teachers(), space, dir);
     }
-    return { space: bundle.manifest.space, dims: bundle.manifest.dims };
+    return { space, dims: width };
   }
 
   async spaces(): Promise<Record<string, string>> {
@@ -77,7 +89,7 @@ export class TeacherRegistry {
   async forTarget(target: Target, collection: string): Promise<EmbeddingModel> {
     const dir = await this.dirFor(target);
     if (!dir) throw new FailedPreconditionError(await this.mismatch(collection, target.space));
-    return this.load(dir);
+    return this.load(dir, target.space);
   }
 
   async mismatch(collection: string, space: string): Promise<string> {
@@ -87,13 +99,17 @@ export class TeacherRegistry {
     }: vectors of different spaces are never mixed`;
   }
 
-  load(dir: string): Promise<EmbeddingModel> {
-    let p = this.models.get(dir);
+  /** The teacher in `dir`, at the width whose space is `space` (the space names it); default its full width. */
+  load(dir: string, space?: string): Promise<EmbeddingModel> {
+    const key = `${dir}\0${space ?? ""}`;
+    let p = this.models.get(key);
     if (!p) {
-      p = loadTeacher(dir, this.opts, this.log);
+      p = resolveBundle(dir).then((b) =>
+        loadTeacher(dir, { ...this.opts, dims: widthFor(b.manifest, space) }, this.log),
+      );
       // A failed load is not cached: the next job retries it.
-      p.catch(() => this.models.delete(dir));
-      this.models.set(dir, p);
+      p.catch(() => this.models.delete(key));
+      this.models.set(key, p);
     }
     return p;
   }
@@ -106,6 +122,28 @@ export class TeacherRegistry {
       await m?.release();
     }
   }
+}
+
+/** The space a teacher writes at `dims` (default its full width), or FAILED_PRECONDITION naming the widths it offers. */
+function servedSpace(m: Manifest, dims: number | undefined): { space: string; width: number } {
+  const width = dims ?? m.dims;
+  const refused = checkServedDims(m, width);
+  if (refused) throw new FailedPreconditionError(refused);
+  return { space: spaceAt(m, width), width };
+}
+
+/** The configured teacher, checked before a process opens any connection: a bad bundle or width stops the start. */
+export async function checkTeacher(dir: string, dims: number | undefined): Promise<void> {
+  servedSpace((await resolveBundle(dir)).manifest, dims);
+}
+
+/** The width at which a bundle writes `space`: its full width or a Matryoshka size (spaceAt names each). */
+function widthFor(m: Manifest, space: string | undefined): number {
+  if (space === undefined) return m.dims;
+  const width = [m.dims, ...m.matryoshka_dims].find((d) => spaceAt(m, d) === space);
+  if (width === undefined)
+    throw new FailedPreconditionError(`teacher bundle ${m.name} does not write space "${space}"`);
+  return width;
 }
 
 export function modelCard(info: ModelInfo): ModelCard {

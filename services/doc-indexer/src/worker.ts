@@ -11,7 +11,7 @@ import {
 import { UnrecoverableError, WaitingError, Worker } from "bullmq";
 import type { Redis } from "ioredis";
 import { AnnGateway, isGrpcError, type Target } from "./ann-writer.js";
-import type { IndexerConfig } from "./config.js";
+import { type IndexerConfig, teacherDims } from "./config.js";
 import { ContentIndex } from "./content-hash.js";
 import { readRange } from "./corpus.js";
 import { IndexerMetrics } from "./metrics.js";
@@ -29,7 +29,7 @@ import {
 import { ConnectionWatch, connectRedis, storeName } from "./redis-connection.js";
 import { endReindex, type ReindexState, readReindexState, runReindex } from "./reindex.js";
 import { isStoreUnavailable } from "./store-errors.js";
-import { TeacherRegistry } from "./teacher.js";
+import { checkTeacher, TeacherRegistry } from "./teacher.js";
 import { type Doc, SubmissionValidator } from "./validate.js";
 
 export interface RunningWorker {
@@ -60,6 +60,7 @@ function permanent(err: unknown): boolean {
 
 export async function startWorker(config: IndexerConfig, deps: WorkerDeps): Promise<RunningWorker> {
   const log = deps.log ?? createLogger("doc-indexer-worker", config.LOG_LEVEL);
+  await checkTeacher(config.TEACHER_BUNDLE_DIR, teacherDims(config));
   const keys = new Keys(config.QUEUE_PREFIX);
   const redis: Redis = await connectRedis(config, "worker");
   const connection = new ConnectionWatch(storeName(config), log);
@@ -77,8 +78,8 @@ export async function startWorker(config: IndexerConfig, deps: WorkerDeps): Prom
     { providers: config.PROVIDERS, intraOpThreads: config.INTRA_OP_THREADS },
     log,
   );
-  await teachers.register(config.TEACHER_BUNDLE_DIR);
-  const teacher = await teachers.load(config.TEACHER_BUNDLE_DIR);
+  const registered = await teachers.register(config.TEACHER_BUNDLE_DIR, undefined, teacherDims(config));
+  const teacher = await teachers.load(config.TEACHER_BUNDLE_DIR, registered.space);
   await redis.set(keys.provider(), teacher.info.executionProvider);
   const metrics = deps.metrics ?? new IndexerMetrics(deps.meter);
   const deadLetters = openDeadLetterQueue(config, "worker");
@@ -142,7 +143,8 @@ export async function startWorker(config: IndexerConfig, deps: WorkerDeps): Prom
     const reindex: ReindexState | null = await readReindexState(redis, keys, primary.name);
     if (reindex) {
       const next = await ann.resolve(reindex.target);
-      if (next) targets.push({ target: next, model: await teachers.load(reindex.bundleDir), primary: false });
+      if (next)
+        targets.push({ target: next, model: await teachers.load(reindex.bundleDir, next.space), primary: false });
     }
 
     await job.updateProgress(progress);
