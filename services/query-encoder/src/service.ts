@@ -12,6 +12,7 @@ import {
 import { Batcher } from "./batcher.js";
 import { EmbeddingCache } from "./cache.js";
 import type { EncoderConfig } from "./config.js";
+import { Embedder } from "./embed.js";
 import { encoderHandlers } from "./server.js";
 
 export interface RunningEncoder {
@@ -51,9 +52,10 @@ export async function startQueryEncoder(
     meter,
   );
   const cache = new EmbeddingCache(config.CACHE_ENTRIES, model.info.bundleSha256, meter);
+  const embedder = new Embedder(model, batcher, cache);
 
   const server = await startServer({
-    services: [bind("tandem.v1.QueryEncoder", QueryEncoderService, encoderHandlers(model, batcher, cache, config))],
+    services: [bind("tandem.v1.QueryEncoder", QueryEncoderService, encoderHandlers(embedder, config))],
     host: config.HOST,
     port: config.PORT,
     maxMessageBytes: config.MAX_MESSAGE_BYTES,
