@@ -6,6 +6,16 @@ export const encoderConfigSchema = z.object({
   ...commonConfig,
   MODEL_DIR: env.string(".cache/models/leaf-minilm-mpnet", "model bundle directory of the student"),
   PORT: env.port(50051, "gRPC port (0 picks a free one)"),
+  HTTP_PORT: env.port(
+    0,
+    "port of the OpenAI-compatible POST /v1/embeddings (HTTP, HTTPS with TLS_CERT_FILE; same HOST, tokens, limits); 0: off",
+  ),
+  MAX_HTTP_BODY_BYTES: env.int(
+    2 * 1024 * 1024,
+    1024,
+    1 << 30,
+    "largest HTTP request body accepted on HTTP_PORT; past it 413 (checked while reading)",
+  ),
   MAX_BATCH_TOKENS: env.int(
     8192,
     16,

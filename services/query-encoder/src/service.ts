@@ -13,10 +13,14 @@ import { Batcher } from "./batcher.js";
 import { EmbeddingCache } from "./cache.js";
 import type { EncoderConfig } from "./config.js";
 import { Embedder } from "./embed.js";
+import { type RunningHttpApi, startHttpApi } from "./http.js";
 import { encoderHandlers } from "./server.js";
+import { requestLimits } from "./validate.js";
 
 export interface RunningEncoder {
   port: number;
+  /** The OpenAI-compatible HTTP API's port, or 0 when HTTP_PORT is off. */
+  httpPort: number;
   model: EmbeddingModel;
   log: Logger;
   stop(): Promise<void>;
@@ -53,6 +57,7 @@ export async function startQueryEncoder(
   );
   const cache = new EmbeddingCache(config.CACHE_ENTRIES, model.info.bundleSha256, meter);
   const embedder = new Embedder(model, batcher, cache);
+  const security = serverSecurity(config);
 
   const server = await startServer({
     services: [bind("tandem.v1.QueryEncoder", QueryEncoderService, encoderHandlers(embedder, config))],
@@ -61,8 +66,26 @@ export async function startQueryEncoder(
     maxMessageBytes: config.MAX_MESSAGE_BYTES,
     log,
     meter,
-    security: serverSecurity(config),
+    security,
   });
+  let http: RunningHttpApi | null = null;
+  if (config.HTTP_PORT > 0) {
+    http = await startHttpApi({
+      host: config.HOST,
+      port: config.HTTP_PORT,
+      embedder,
+      limits: requestLimits(config),
+      maxBodyBytes: config.MAX_HTTP_BODY_BYTES,
+      tokens: security.tokens,
+      tls: config,
+      log,
+      meter,
+    }).catch(async (err: unknown) => {
+      await server.shutdown(0);
+      await model.release();
+      throw err;
+    });
+  }
 
   // Readiness only after a real batch went through the same path requests take.
   await batcher.submit(
@@ -71,9 +94,11 @@ export async function startQueryEncoder(
     Number.POSITIVE_INFINITY,
   );
   server.setServing(true);
+  http?.setServing(true);
   log.info(
     {
       port: server.port,
+      httpPort: http?.port ?? 0,
       model: model.info.bundleName,
       space: model.info.space,
       dims: model.info.dims,
@@ -84,10 +109,11 @@ export async function startQueryEncoder(
 
   return {
     port: server.port,
+    httpPort: http?.port ?? 0,
     model,
     log,
     async stop() {
-      await server.shutdown(config.SHUTDOWN_GRACE_MS);
+      await Promise.all([server.shutdown(config.SHUTDOWN_GRACE_MS), http?.shutdown(config.SHUTDOWN_GRACE_MS)]);
       await batcher.idle();
       await model.release();
       await metrics?.shutdown();
