@@ -80,7 +80,7 @@ const RequestSchema = z.object({
 });
 
 /** The names `model` may carry: the bundle's name (what responses and /v1/models say) or its model id. */
-export function modelNames(model: EmbeddingModel): string[] {
+function modelNames(model: EmbeddingModel): string[] {
   return [...new Set([model.info.bundleName, model.info.modelId])];
 }
 
