@@ -5,6 +5,12 @@ import { z } from "zod";
 export const encoderConfigSchema = z.object({
   ...commonConfig,
   MODEL_DIR: env.string(".cache/models/leaf-minilm-mpnet", "model bundle directory of the student"),
+  MODEL_DIMS: env.int(
+    0,
+    0,
+    65_536,
+    "serve the model at this Matryoshka size its manifest declares, in a space named for it (pair with the indexer's TEACHER_DIMS); 0: its full width",
+  ),
   PORT: env.port(50051, "gRPC port (0 picks a free one)"),
   HTTP_PORT: env.port(
     0,

@@ -118,7 +118,11 @@ export function parseEmbeddingsRequest(body: unknown, model: EmbeddingModel, lim
   const manifest = model.bundle.manifest;
   let dims: number | null = null;
   if (req.dimensions != null && req.dimensions !== model.info.dims) {
-    const refused = checkServedDims(manifest, req.dimensions);
+    // A model served at a Matryoshka size (MODEL_DIMS) can only be cut further, never widened.
+    const refused =
+      req.dimensions > model.info.dims
+        ? `${manifest.name} is served at ${model.info.dims} dims (MODEL_DIMS); dimensions must be at most that`
+        : checkServedDims(manifest, req.dimensions);
     if (refused) throw invalidRequest(refused, "dimensions");
     dims = req.dimensions;
   }

@@ -302,9 +302,9 @@ describe("/v1/embeddings on a bundle with prefixes and a Matryoshka size", () =>
   let svc: RunningEncoder;
   let grpc: QueryEncoderClient;
   let client: OpenAI;
+  const dir = join(tmp, "minilm-prefixed");
   before(async () => {
     // The real graph linked, its manifest given e5-style prefixes and a declared 128-dim prefix size.
-    const dir = join(tmp, "minilm-prefixed");
     cpSync(SOURCE, dir, { recursive: true, filter: (src) => !src.endsWith("model.onnx") });
     symlinkSync(join(SOURCE, "model.onnx"), join(dir, "model.onnx"));
     const manifest = JSON.parse(readFileSync(join(SOURCE, "manifest.json"), "utf8")) as Record<string, unknown>;
@@ -368,6 +368,29 @@ describe("/v1/embeddings on a bundle with prefixes and a Matryoshka size", () =>
     const err = await apiError(client.embeddings.create({ model: "minilm-prefixed", input, dimensions: 100 }));
     assert.equal(err.status, 400);
     assert.match(err.message, /cannot serve 100 dims: it serves 384, 128/);
+  });
+
+  it("MODEL_DIMS serves the declared size on both APIs, in the space named for it, and never widens", async () => {
+    const cut = await start({ MODEL_DIR: dir, MODEL_DIMS: "128" });
+    const cutGrpc = encoderClient(cut.port);
+    try {
+      assert.deepEqual([cut.model.info.space, cut.model.info.dims], ["all-minilm-l6-v2/128", 128]);
+      const text = "matryoshka sizes are spaces of their own";
+      const [[full], [narrow]] = await Promise.all([
+        grpcEncode(grpc, [text], TextKind.TEXT_KIND_QUERY),
+        grpcEncode(cutGrpc, [text], TextKind.TEXT_KIND_QUERY),
+      ]);
+      assert.equal(narrow!.length, 128);
+      assert.ok(cosine(narrow!, truncateNormalize(full!, 128)) >= 0.9999);
+      const wide = openai(cut, "any key");
+      const err = await apiError(wide.embeddings.create({ model: "minilm-prefixed", input: text, dimensions: 384 }));
+      assert.equal(err.status, 400);
+      assert.match(err.message, /served at 128 dims \(MODEL_DIMS\); dimensions must be at most that/);
+      await assert.rejects(start({ MODEL_DIR: dir, MODEL_DIMS: "100" }), /cannot serve 100 dims: it serves 384, 128/);
+    } finally {
+      cutGrpc.close();
+      await cut.stop();
+    }
   });
 });
 
