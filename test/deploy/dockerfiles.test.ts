@@ -32,11 +32,33 @@ function stages(text: string): Stage[] {
   return out;
 }
 
-const SERVICES: Record<string, { runtimeStages: string[]; cmd: string }> = {
-  "query-encoder": { runtimeStages: ["runtime"], cmd: "services/query-encoder/src/main.ts" },
-  ann: { runtimeStages: ["runtime"], cmd: "services/ann/src/main.ts" },
-  "doc-indexer": { runtimeStages: ["cpu", "cuda"], cmd: "services/doc-indexer/src/main.ts" },
+/** `ports`: the *_PORT variables a runtime stage sets in ENV, each also EXPOSEd (and nothing else is). */
+const SERVICES: Record<string, { runtimeStages: string[]; cmd: string; ports: string[] }> = {
+  "query-encoder": {
+    runtimeStages: ["runtime"],
+    cmd: "services/query-encoder/src/main.ts",
+    // HTTP_PORT: the OpenAI-compatible /v1/embeddings, on in the image (its schema default is off).
+    ports: ["PORT", "HTTP_PORT", "HEALTH_PORT", "METRICS_PORT"],
+  },
+  ann: { runtimeStages: ["runtime"], cmd: "services/ann/src/main.ts", ports: ["PORT", "HEALTH_PORT", "METRICS_PORT"] },
+  "doc-indexer": {
+    runtimeStages: ["cpu", "cuda"],
+    cmd: "services/doc-indexer/src/main.ts",
+    ports: ["PORT", "HEALTH_PORT", "METRICS_PORT"],
+  },
 };
+
+/** The variables a stage's ENV lines set (`ENV A=1 B=2` form). */
+function envOf(s: Stage): Map<string, string> {
+  const vars = new Map<string, string>();
+  for (const l of s.lines.filter((x) => /^ENV\s/i.test(x))) {
+    for (const pair of l.replace(/^ENV\s+/i, "").split(/\s+/)) {
+      const eq = pair.indexOf("=");
+      if (eq > 0) vars.set(pair.slice(0, eq), pair.slice(eq + 1));
+    }
+  }
+  return vars;
+}
 const MODEL_FILES =
   /\.(onnx|onnx\.data|safetensors|bin|pt)\b|\.cache\/models|tokenizer\.json|manifest\.json|\/models\b/i;
 
@@ -82,6 +104,26 @@ for (const [svc, want] of Object.entries(SERVICES)) {
       }
       for (const f of ["packages/service-kit/probe.mjs", "packages/service-kit/register.mjs", want.cmd]) {
         assert.ok(existsSync(`${REPO_ROOT}${f}`), `${f} exists`);
+      }
+    });
+
+    it("runtime stages set the service's ports in ENV and EXPOSE exactly those", () => {
+      for (const name of want.runtimeStages) {
+        const s = all.find((x) => x.name === name) as Stage;
+        const env = envOf(s);
+        const set = [...env.keys()].filter((k) => k.endsWith("PORT")).sort();
+        assert.deepEqual(set, [...want.ports].sort(), `${name}: the *_PORT variables in ENV`);
+        const exposed = s.lines
+          .filter((l) => /^EXPOSE\s/i.test(l))
+          .flatMap((l) => l.replace(/^EXPOSE\s+/i, "").split(/\s+/))
+          .map((p) => Number(p.replace(/\/tcp$/, "")))
+          .sort((a, b) => a - b);
+        const wanted = want.ports.map((v) => Number(env.get(v))).sort((a, b) => a - b);
+        assert.ok(
+          wanted.every((p) => Number.isInteger(p) && p > 0),
+          `${name}: every port is on (> 0)`,
+        );
+        assert.deepEqual(exposed, wanted, `${name}: EXPOSE = ${want.ports.join(", ")}`);
       }
     });
 

@@ -160,6 +160,12 @@ for (const [overlay, objs] of Object.entries(overlays)) {
             assert.equal(env.get("HOST"), "0.0.0.0", `${where} binds all interfaces`);
             const grpcPort = c.ports?.find((p) => p.name === "grpc")?.containerPort;
             assert.equal(grpcPort, Number(env.get("PORT")), `${where} grpc containerPort = PORT`);
+            const httpPort = c.ports?.find((p) => p.name === "http")?.containerPort;
+            assert.equal(
+              httpPort,
+              env.has("HTTP_PORT") ? Number(env.get("HTTP_PORT")) : undefined,
+              `${where} http = HTTP_PORT`,
+            );
           }
           for (const e of c.env ?? []) {
             const secret = e.valueFrom?.secretKeyRef?.name;
@@ -213,6 +219,27 @@ for (const [overlay, objs] of Object.entries(overlays)) {
       assert.ok(Number(envOf(objs, c).get("INTRA_OP_THREADS")) <= Number.parseFloat(c.resources?.limits?.cpu ?? "0"));
     });
 
+    it("query-encoder: the OpenAI-compatible HTTP API is on (HTTP_PORT), a container port and a Service port named http", () => {
+      const c = containers(find(objs, "Deployment", "query-encoder"))[0] as Container;
+      const env = envOf(objs, c);
+      const httpPort = Number(env.get("HTTP_PORT"));
+      assert.ok(httpPort > 0, "HTTP_PORT is set (0 would leave /v1/embeddings off)");
+      for (const other of ["PORT", "HEALTH_PORT", "METRICS_PORT"])
+        assert.notEqual(httpPort, Number(env.get(other)), `HTTP_PORT differs from ${other}`);
+      assert.deepEqual(
+        c.ports?.find((p) => p.name === "http"),
+        { name: "http", containerPort: httpPort },
+      );
+      const svc = find(objs, "Service", "query-encoder");
+      const port = (svc.spec.ports as { name: string; port: number; targetPort: string }[]).find(
+        (p) => p.name === "http",
+      );
+      assert.deepEqual(port && { port: port.port, targetPort: port.targetPort }, {
+        port: httpPort,
+        targetPort: "http",
+      });
+    });
+
     it("doc-indexer worker: GPU request, node selector and toleration where a GPU pool exists", () => {
       const w = find(objs, "Deployment", "doc-indexer-worker");
       const c = containers(w)[0] as Container;
@@ -234,7 +261,7 @@ for (const [overlay, objs] of Object.entries(overlays)) {
       );
     });
 
-    it("NetworkPolicies: default deny; encoder only from ann; ann from clients + indexer; redis only from the indexer", () => {
+    it("NetworkPolicies: default deny; encoder gRPC only from ann, its HTTP API from clients; ann from clients + indexer; redis only from the indexer", () => {
       const pols = objs.filter((o) => o.kind === "NetworkPolicy");
       const deny = pols.find((p) => p.metadata.name === "default-deny");
       assert.ok(deny && Object.keys(deny.spec.podSelector).length === 0);
@@ -246,7 +273,22 @@ for (const [overlay, objs] of Object.entries(overlays)) {
           (r.from ?? []).map((f) => JSON.stringify(f.podSelector?.matchLabels ?? {})),
         );
       };
-      assert.deepEqual(sources("query-encoder"), [JSON.stringify({ "app.kubernetes.io/name": "ann" })]);
+      assert.deepEqual(sources("query-encoder").sort(), [
+        JSON.stringify({ "app.kubernetes.io/name": "ann" }),
+        JSON.stringify({ "tandem.io/client": "true" }),
+      ]);
+      // Which caller reaches which encoder port: ann the gRPC PORT only, clients HTTP_PORT only.
+      const encEnv = envOf(objs, containers(find(objs, "Deployment", "query-encoder"))[0] as Container);
+      const encoderRules = (pols.find((x) => x.metadata.name === "query-encoder")?.spec.ingress ?? []).map(
+        (r: { from?: { podSelector?: { matchLabels?: object } }[]; ports?: { port: number }[] }) => ({
+          from: (r.from ?? []).map((f) => JSON.stringify(f.podSelector?.matchLabels ?? {})),
+          ports: (r.ports ?? []).map((p) => p.port),
+        }),
+      );
+      assert.deepEqual(encoderRules, [
+        { from: [JSON.stringify({ "app.kubernetes.io/name": "ann" })], ports: [Number(encEnv.get("PORT"))] },
+        { from: [JSON.stringify({ "tandem.io/client": "true" })], ports: [Number(encEnv.get("HTTP_PORT"))] },
+      ]);
       assert.deepEqual(
         sources("ann").sort(),
         [
@@ -290,6 +332,24 @@ for (const [overlay, objs] of Object.entries(overlays)) {
             assert.ok(env.get(v), `${n} ${v}`);
         }
         assert.ok(byName("ann").get("ENCODER_TLS_CA_FILE"));
+        // The encoder's HTTP server reads the gRPC server's TLS files: HTTPS + mTLS on HTTP_PORT, from the
+        // same mounted Secret (a path outside every mount would fail its start).
+        const enc = containers(find(objs, "Deployment", "query-encoder"))[0] as Container;
+        const encEnv = envOf(objs, enc);
+        assert.ok(Number(encEnv.get("HTTP_PORT")) > 0, "prod serves /v1/embeddings");
+        for (const v of ["TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CLIENT_CA_FILE"]) {
+          const file = encEnv.get(v) ?? "";
+          const mount = enc.volumeMounts?.find((m) => file.startsWith(`${m.mountPath}/`));
+          assert.ok(mount, `query-encoder ${v} (${file}) lies on a mounted volume`);
+          const volume = podSpec(find(objs, "Deployment", "query-encoder")).volumes?.find(
+            (x: { name: string }) => x.name === mount.name,
+          );
+          assert.equal(
+            volume?.secret?.secretName,
+            "tandem-query-encoder-tls",
+            `${v} comes from the encoder's certificate`,
+          );
+        }
         assert.ok(byName("doc-indexer").get("ANN_TLS_CA_FILE"));
         assert.ok(byName("doc-indexer-worker").get("ANN_TLS_CA_FILE"));
         assert.ok(byName("doc-indexer-worker").get("AUTH_TOKEN_FILE"));
