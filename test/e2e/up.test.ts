@@ -1,6 +1,7 @@
 // `tandem up` as a supervisor, run as a user runs it (its output piped, so not a terminal), on
 // free loopback ports with its own state directory and queue prefix: a service killed with
 // SIGKILL is restarted while the others keep serving, and the stack answers again with its data;
+// the encoder answers OpenAI's POST /v1/embeddings on ENCODER_HTTP_ADDR, the address `up` prints;
 // Ctrl-C stops everything; a service that crashes past --max-restarts stops the stack.
 // The small model on both sides (symmetric) keeps start-up and indexing short.
 import assert from "node:assert/strict";
@@ -37,6 +38,7 @@ async function stack(name: string, ...flags: string[]): Promise<{ up: RunningTan
     ENCODER_ADDR: `127.0.0.1:${await freePort()}`,
     ANN_ADDR: `127.0.0.1:${await freePort()}`,
     INDEXER_ADDR: `127.0.0.1:${await freePort()}`,
+    ENCODER_HTTP_ADDR: `127.0.0.1:${await freePort()}`,
     TANDEM_STATE_DIR: join(scratch, name),
     QUEUE_PREFIX: `${prefix}-${name}`,
   };
@@ -71,6 +73,20 @@ test("up restarts the ANN service killed with SIGKILL; the encoder serves meanwh
   assert.match(up.stderr(), new RegExp(`^ {2}indexing ${DOCS}/${DOCS} docs \\(100%\\)`, "m"));
   const before = pids(up);
   assert.deepEqual(Object.keys(before).sort(), ["ann", "doc-indexer", "query-encoder"]);
+
+  // The encoder's OpenAI-compatible endpoint, on ENCODER_HTTP_ADDR's port, printed with the others.
+  const url = `http://${vars.ENCODER_HTTP_ADDR}/v1/embeddings`;
+  assert.ok(up.stderr().includes(`OpenAI-compatible embeddings (query encoder): ${url}`), up.stderr());
+  const res = await fetch(url, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ model: BUNDLE, input: ["the encoder speaks HTTP too"] }),
+  });
+  assert.equal(res.status, 200, await res.clone().text());
+  const body = (await res.json()) as { data: { embedding: number[] }[]; model: string };
+  assert.equal(body.model, BUNDLE);
+  assert.equal(body.data.length, 1);
+  assert.ok((body.data[0]?.embedding.length ?? 0) > 0);
 
   process.kill(before.ann as number, "SIGKILL");
   await up.waitFor(/ann \(pid \d+\) killed by SIGKILL; restart 1 in 1 s \(crash 1 of 1 allowed within 120 s\)/, 30_000);

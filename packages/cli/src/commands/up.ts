@@ -96,6 +96,14 @@ function portFree(port: number): Promise<boolean> {
 
 const say = (line: string) => process.stderr.write(`${line}\n`);
 
+/**
+ * Where the query-encoder serves OpenAI's POST /v1/embeddings in `tandem up` (its HTTP_PORT, on
+ * 127.0.0.1 like the rest): the port of ENCODER_HTTP_ADDR when set, else 8080 when free. 8080 is a
+ * common port: a taken default turns the endpoint off with a note, a taken ENCODER_HTTP_ADDR stops
+ * `up` as a taken gRPC port does.
+ */
+const DEFAULT_ENCODER_HTTP_ADDR = "127.0.0.1:8080";
+
 export async function upCommand(flags: UpFlags): Promise<number> {
   const redisUrl = process.env.REDIS_URL || DEFAULT_REDIS_URL;
   const redisProblem = await pingRedis(redisUrl);
@@ -128,6 +136,21 @@ export async function upCommand(flags: UpFlags): Promise<number> {
     }
   }
 
+  // 0: off. The URL says 127.0.0.1 whatever host ENCODER_HTTP_ADDR names: that is where HOST binds it.
+  let httpPort = portOf(process.env.ENCODER_HTTP_ADDR || DEFAULT_ENCODER_HTTP_ADDR);
+  if (!(await portFree(httpPort))) {
+    if (process.env.ENCODER_HTTP_ADDR) {
+      say(`tandem up: port ${httpPort} (ENCODER_HTTP_ADDR, the encoder's /v1/embeddings) is in use.`);
+      return 1;
+    }
+    say(
+      `note: port ${httpPort} is in use, so the encoder's OpenAI-compatible /v1/embeddings is off; ` +
+        "choose a free port with ENCODER_HTTP_ADDR=127.0.0.1:PORT.",
+    );
+    httpPort = 0;
+  }
+  const embeddingsUrl = httpPort ? `http://127.0.0.1:${httpPort}/v1/embeddings` : null;
+
   const logs = join(STATE_DIR, "logs");
   mkdirSync(logs, { recursive: true });
   const service = (name: string, entry: string, addr: string, env: Record<string, string>): ServiceSpec => ({
@@ -140,7 +163,10 @@ export async function upCommand(flags: UpFlags): Promise<number> {
     readyTimeoutMs: 300_000,
   });
   const services: ServiceSpec[] = [
-    service("query-encoder", "services/query-encoder/src/main.ts", addrs.encoder, { MODEL_DIR: pair.student }),
+    service("query-encoder", "services/query-encoder/src/main.ts", addrs.encoder, {
+      MODEL_DIR: pair.student,
+      HTTP_PORT: String(httpPort),
+    }),
     service("ann", "services/ann/src/main.ts", addrs.ann, {
       DATA_DIR: join(STATE_DIR, "ann"),
       ENCODER_ADDR: addrs.encoder,
@@ -192,6 +218,7 @@ export async function upCommand(flags: UpFlags): Promise<number> {
 
   const ready = (async (): Promise<void> => {
     say(`student (query encoder): ${pair.student}`);
+    if (embeddingsUrl) say(`OpenAI-compatible embeddings (query encoder): ${embeddingsUrl}`);
     say(`teacher (indexer worker, CPU): ${pair.teacher}`);
     say(`logs: ${logs}/`);
     for (const svc of services) await supervisor.start(svc);
@@ -210,6 +237,12 @@ export async function upCommand(flags: UpFlags): Promise<number> {
   say(`    pnpm tandem search "does the ANN service lose writes when it crashes" --collection ${flags.collection}`);
   say('    pnpm tandem collections        pnpm tandem jobs        pnpm tandem encode "a query"');
   say(`    pnpm tandem index path/to/corpus.jsonl --collection ${flags.collection}`);
+  if (embeddingsUrl) {
+    say(
+      `    curl -s ${embeddingsUrl} -H 'content-type: application/json' ` +
+        `-d '{"model": "${basename(pair.student)}", "input": "a query"}'`,
+    );
+  }
   say("A service that crashes is restarted; Ctrl-C stops everything.");
   return Promise.race([interrupted, gaveUp]);
 }
