@@ -1,0 +1,233 @@
+// @tandem/client against the real services, each a process of its own main.ts on a free loopback
+// port, with the real Redis: encode, index through Submit + follow, search by text and by vector,
+// the typed error, the retry of an idempotent call while a service starts late, and deadlines.
+// One small bundle (all-minilm-l6-v2) is teacher and student alike, so the test stays quick on 2 cores.
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { status } from "@grpc/grpc-js";
+import { Ann, isRpcError, parsePayload, RpcError, TandemClient } from "@tandem/client";
+import { dropNamespace } from "@tandem/doc-indexer";
+import { JobState } from "@tandem/proto";
+import { Redis } from "ioredis";
+import { freePort } from "../support/net.js";
+import { bundleDir } from "../support/paths.js";
+import { startServiceProcess } from "../support/process.js";
+
+const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+const MODEL = bundleDir("all-minilm-l6-v2");
+const prefix = `client-${process.pid}-${Date.now()}`;
+const scratch = mkdtempSync(join(tmpdir(), "tandem-client-"));
+const stops: Array<() => Promise<void>> = [];
+
+const DOCS = [
+  { id: "gRPC", text: "Vectors travel over gRPC as packed little-endian float32 bytes.", topic: "api" },
+  {
+    id: "wal",
+    text: "The ANN service appends every write to a write-ahead log and fsyncs before it acknowledges.",
+    topic: "storage",
+  },
+  {
+    id: "redis",
+    text: "Indexing jobs wait in a BullMQ queue kept in Redis until a teacher worker takes them.",
+    topic: "queue",
+  },
+  { id: "cats", text: "Cats sleep for most of the day and hunt at dusk.", topic: "other" },
+];
+
+async function expectRpcError(p: Promise<unknown>, code: status): Promise<RpcError> {
+  try {
+    await p;
+  } catch (err) {
+    assert.ok(err instanceof RpcError, `expected an RpcError, got ${String(err)}`);
+    assert.equal(err.code, code, err.details);
+    return err;
+  }
+  assert.fail(`expected ${status[code]}, the call succeeded`);
+}
+
+describe("@tandem/client against the real services", () => {
+  let tandem: TandemClient;
+
+  before(async () => {
+    const [encoderPort, annPort, indexerPort] = [await freePort(), await freePort(), await freePort()];
+    const encoder = await startServiceProcess("services/query-encoder/src/main.ts", encoderPort, {
+      MODEL_DIR: MODEL,
+      INTRA_OP_THREADS: "1",
+    });
+    stops.unshift(() => encoder.stop());
+    const ann = await startServiceProcess("services/ann/src/main.ts", annPort, {
+      DATA_DIR: join(scratch, "ann"),
+      ENCODER_ADDR: `127.0.0.1:${encoderPort}`,
+    });
+    stops.unshift(() => ann.stop());
+    const indexer = await startServiceProcess(
+      "services/doc-indexer/src/main.ts",
+      indexerPort,
+      {
+        REDIS_URL,
+        QUEUE_PREFIX: prefix,
+        ANN_ADDR: `127.0.0.1:${annPort}`,
+        TEACHER_BUNDLE_DIR: MODEL,
+        PROVIDERS: "cpu",
+        INTRA_OP_THREADS: "1",
+      },
+      { timeoutMs: 300_000 },
+    );
+    stops.unshift(() => indexer.stop());
+    tandem = new TandemClient({
+      encoder: `127.0.0.1:${encoderPort}`,
+      ann: `127.0.0.1:${annPort}`,
+      indexer: `127.0.0.1:${indexerPort}`,
+    });
+  });
+
+  after(async () => {
+    tandem?.close();
+    for (const stop of stops) await stop();
+    const redis = new Redis(REDIS_URL);
+    await dropNamespace(redis, prefix);
+    redis.disconnect();
+    rmSync(scratch, { recursive: true, force: true });
+  });
+
+  it("encodes texts into Float32Arrays of the encoder's space", async () => {
+    const { model } = await tandem.encoder.info();
+    const res = await tandem.encoder.encode(["how do vectors travel", "a second text"], "document");
+    assert.equal(res.space, model?.space);
+    assert.equal(res.vectors.length, 2);
+    for (const v of res.vectors) {
+      assert.ok(v instanceof Float32Array);
+      assert.equal(v.length, res.dims);
+      const norm = Math.sqrt(v.reduce((s, x) => s + x * x, 0));
+      assert.ok(Math.abs(norm - 1) < 1e-3, `unit norm, got ${norm}`);
+    }
+    assert.deepEqual(res.truncated, [false, false]);
+    assert.ok(res.tokens.every((t) => t > 2));
+  });
+
+  it("indexes through Submit + follow, then searches by text, by vector and with a filter", {
+    timeout: 300_000,
+  }, async () => {
+    const { teacher } = await tandem.indexer.info();
+    assert.ok(teacher);
+    const created = await tandem.ann.createCollection({
+      name: "client-docs",
+      space: teacher.space,
+      dims: teacher.dims,
+    });
+    assert.equal(created.count, 0);
+    assert.equal(await tandem.ann.setAlias("docs", "client-docs"), "");
+
+    const sub = await tandem.indexer.submit(
+      "docs",
+      DOCS.map((d) => ({ id: d.id, text: d.text, payloadJson: JSON.stringify({ topic: d.topic }) })),
+    );
+    assert.equal(sub.accepted, DOCS.length);
+    assert.deepEqual(sub.rejected, []);
+    const seen: JobState[] = [];
+    let last = null as Awaited<ReturnType<typeof tandem.indexer.jobStatus>> | null;
+    for await (const s of tandem.indexer.follow(sub.jobId, { intervalMs: 200 })) {
+      seen.push(s.state);
+      last = s;
+    }
+    assert.equal(last?.state, JobState.JOB_STATE_COMPLETED, last?.error);
+    assert.equal(last?.docsDone, DOCS.length);
+    assert.equal((await tandem.indexer.jobStatus(sub.jobId)).state, JobState.JOB_STATE_COMPLETED);
+    assert.equal((await tandem.ann.info("docs")).count, DOCS.length);
+
+    const byText = await tandem.ann.search({ collection: "docs", text: "write-ahead log durability", k: 2 });
+    assert.equal(byText.collection, "client-docs");
+    assert.equal(byText.space, teacher.space);
+    assert.equal(byText.hits[0]?.id, "wal");
+    assert.equal(parsePayload(byText.hits[0]?.payloadJson ?? "").topic, "storage");
+    assert.ok(byText.queryTokens > 0);
+
+    const { vectors } = await tandem.encoder.encode(["a queue of jobs in Redis"]);
+    const byVector = await tandem.ann.search({
+      collection: "docs",
+      vector: vectors[0] as Float32Array,
+      k: 4,
+      exact: true,
+      withVectors: true,
+    });
+    assert.equal(byVector.hits[0]?.id, "redis");
+    assert.equal(byVector.hits[0]?.vector?.length, teacher.dims);
+
+    const filtered = await tandem.ann.search({
+      collection: "docs",
+      text: "a queue of jobs in Redis",
+      k: 4,
+      filter: { topic: ["api", "other"] },
+    });
+    assert.deepEqual(filtered.hits.map((h) => h.id).sort(), ["cats", "gRPC"]);
+
+    const got = await tandem.ann.get("docs", ["wal", "nope"], { withVectors: true });
+    assert.deepEqual(got.missing, ["nope"]);
+    assert.equal(got.points[0]?.vector?.length, teacher.dims);
+  });
+
+  it("fails with a typed RpcError on NOT_FOUND, naming the call", async () => {
+    const err = await expectRpcError(tandem.ann.info("no-such-collection"), status.NOT_FOUND);
+    assert.equal(err.method, "Ann.Stats");
+    assert.equal(err.codeName, "NOT_FOUND");
+    assert.match(err.details, /no-such-collection/);
+    assert.ok(isRpcError(err, status.NOT_FOUND));
+    assert.equal(await tandem.ann.find("no-such-collection"), null);
+    await expectRpcError(tandem.indexer.jobStatus("no-such-job"), status.NOT_FOUND);
+  });
+
+  it("keeps to deadlines: the per-call one, and the client's default", async () => {
+    const texts = Array.from({ length: 16 }, (_, i) => `text number ${i} about deadlines`);
+    const err = await expectRpcError(
+      tandem.encoder.encode(texts, "query", { deadlineMs: 1 }),
+      status.DEADLINE_EXCEEDED,
+    );
+    assert.equal(err.method, "QueryEncoder.Encode");
+    const hurried = new Ann({ address: tandem.ann.address, deadlineMs: 1, retry: false });
+    try {
+      await expectRpcError(hurried.listCollections(), status.DEADLINE_EXCEEDED);
+    } finally {
+      hurried.close();
+    }
+  });
+});
+
+describe("@tandem/client retries UNAVAILABLE, bounded, only for idempotent calls", () => {
+  it("waits out an ANN service that starts late on its port", { timeout: 120_000 }, async () => {
+    const port = await freePort();
+    const ann = new Ann({ address: `127.0.0.1:${port}`, retry: { limitMs: 60_000, maxDelayMs: 1000 } });
+    const dir = mkdtempSync(join(tmpdir(), "tandem-client-late-"));
+    let stop: (() => Promise<void>) | null = null;
+    try {
+      const listed = ann.listCollections();
+      await new Promise((r) => setTimeout(r, 1500));
+      const late = await startServiceProcess("services/ann/src/main.ts", port, { DATA_DIR: dir });
+      stop = () => late.stop();
+      assert.deepEqual(await listed, []);
+    } finally {
+      ann.close();
+      await stop?.();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("gives up after its limit, and sends a call that is not idempotent once", { timeout: 60_000 }, async () => {
+    const port = await freePort();
+    const ann = new Ann({ address: `127.0.0.1:${port}`, retry: { limitMs: 1500, firstDelayMs: 100 } });
+    try {
+      let t0 = Date.now();
+      const err = await expectRpcError(ann.listCollections(), status.UNAVAILABLE);
+      assert.equal(err.method, "Ann.ListCollections");
+      const retried = Date.now() - t0;
+      assert.ok(retried >= 500 && retried < 10_000, `retried for ${retried} ms`);
+      t0 = Date.now();
+      await expectRpcError(ann.createCollection({ name: "x", space: "s/4", dims: 4 }), status.UNAVAILABLE);
+      assert.ok(Date.now() - t0 < 500, `CreateCollection was not retried (${Date.now() - t0} ms)`);
+    } finally {
+      ann.close();
+    }
+  });
+});
