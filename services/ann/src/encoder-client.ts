@@ -1,14 +1,12 @@
-import { type ServiceError, status } from "@grpc/grpc-js";
-import { decodeVector, type EncodeResponse, QueryEncoderClient, TextKind } from "@tandem/proto";
+import { status } from "@grpc/grpc-js";
+import { type Encoded, Encoder, isRpcError } from "@tandem/client";
 import {
   type ClientSecurity,
-  clientTransport,
   FailedPreconditionError,
   InvalidArgumentError,
   ResourceExhaustedError,
   TandemError,
   UnavailableError,
-  unary,
 } from "@tandem/service-kit";
 
 /**
@@ -30,31 +28,33 @@ interface EncoderSpace {
 }
 
 export class EncoderClient {
-  private readonly client: QueryEncoderClient;
+  private readonly encoder: Encoder;
   private cached: { at: number; info: EncoderSpace } | null = null;
 
   constructor(
     readonly addr: string,
-    private readonly timeoutMs: number,
+    timeoutMs: number,
     private readonly infoTtlMs: number,
     maxMessageBytes: number,
     sec: ClientSecurity = {},
   ) {
-    const t = clientTransport(maxMessageBytes, sec);
-    this.client = new QueryEncoderClient(addr, t.credentials, t.options);
+    // No retries here: a search waits for no encoder, its caller decides whether to try again.
+    this.encoder = new Encoder({
+      address: addr,
+      deadlineMs: timeoutMs,
+      maxMessageBytes,
+      security: sec,
+      retry: false,
+    });
   }
 
   /** Encodes `text` as a query in `space`; FAILED_PRECONDITION (naming both spaces) when the encoder writes another. */
   async encodeFor(text: string, space: string, dims: number, signal: AbortSignal): Promise<EncodedQuery> {
     const info = await this.info(signal);
     checkSpace(info, space, dims);
-    let res: EncodeResponse;
+    let res: Encoded;
     try {
-      res = await unary(
-        this.client.encode.bind(this.client),
-        { texts: [text], kind: TextKind.TEXT_KIND_QUERY },
-        { timeoutMs: this.timeoutMs, signal },
-      );
+      res = await this.encoder.encode([text], "query", { signal });
     } catch (err) {
       throw this.mapError(err, "Encode");
     }
@@ -62,23 +62,20 @@ export class EncoderClient {
       this.cached = null;
       checkSpace({ space: res.space, dims: res.dims }, space, dims);
     }
-    const emb = res.embeddings[0];
-    if (!emb) throw new UnavailableError(`query encoder at ${this.addr} returned no embedding`);
-    const vector = decodeVector(emb.vector, dims);
-    if (typeof vector === "string")
-      throw new UnavailableError(`query encoder at ${this.addr} sent a bad vector: ${vector}`);
-    return { vector, tokens: emb.tokens, truncated: emb.truncated };
+    const vector = res.vectors[0];
+    if (!vector) throw new UnavailableError(`query encoder at ${this.addr} returned no embedding`);
+    return { vector, tokens: res.tokens[0] ?? 0, truncated: res.truncated[0] ?? false };
   }
 
   close(): void {
-    this.client.close();
+    this.encoder.close();
   }
 
   private async info(signal: AbortSignal): Promise<EncoderSpace> {
     const now = Date.now();
     if (this.cached && now - this.cached.at < this.infoTtlMs) return this.cached.info;
     try {
-      const res = await unary(this.client.info.bind(this.client), {}, { timeoutMs: this.timeoutMs, signal });
+      const res = await this.encoder.info({ signal });
       const model = res.model;
       if (!model) throw new UnavailableError(`query encoder at ${this.addr} sent no model card`);
       const info = { space: model.space, dims: model.dims };
@@ -92,9 +89,9 @@ export class EncoderClient {
   /** The encoder's refusals keep their meaning for our caller; transport failures become UNAVAILABLE. */
   private mapError(err: unknown, method: string): Error {
     if (err instanceof TandemError) return err;
-    const e = err as ServiceError;
-    const what = `query encoder at ${this.addr} ${method}: ${e.details || e.message}`;
-    switch (e.code) {
+    const reason = isRpcError(err) ? err.details || err.message : err instanceof Error ? err.message : String(err);
+    const what = `query encoder at ${this.addr} ${method}: ${reason}`;
+    switch (isRpcError(err) ? err.code : status.UNKNOWN) {
       case status.INVALID_ARGUMENT:
         return new InvalidArgumentError(what);
       case status.RESOURCE_EXHAUSTED:
