@@ -7,11 +7,11 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { Server, ServerCredentials, type ServerReadableStream, type sendUnaryData } from "@grpc/grpc-js";
+import { Indexer } from "@tandem/client";
 import { parseCorpusLine, streamCorpusFile } from "@tandem/doc-indexer";
 import { type Document, IndexerService, type SubmitRequest, type SubmitResponse } from "@tandem/proto";
 import { EXAMPLE_CORPUS } from "../../packages/cli/src/paths.js";
 import { buildExampleCorpus, CORPUS_FILE, chunkMarkdown, corpusJsonl } from "../../scripts/example-corpus.js";
-import { indexerClient } from "../support/grpc.js";
 import { REPO_ROOT } from "../support/paths.js";
 
 const path = join(REPO_ROOT, CORPUS_FILE);
@@ -75,7 +75,7 @@ test("streamCorpusFile submits every document of the corpus, in order", async ()
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
   );
-  const client = indexerClient(port);
+  const client = new Indexer({ address: `127.0.0.1:${port}` });
   try {
     const res = await streamCorpusFile(client, "docs", path, 0, 64);
     const expected = lines().map((l) => parseCorpusLine(l));

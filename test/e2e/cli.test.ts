@@ -17,8 +17,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { dropNamespace, streamCorpusFile } from "@tandem/doc-indexer";
 import { EmbeddingModel } from "@tandem/model-runtime";
-import { decodeVector, JobState } from "@tandem/proto";
-import { unary } from "@tandem/service-kit";
+import { JobState } from "@tandem/proto";
 import { Redis } from "ioredis";
 import { annClient, ensureCollection, indexerClient } from "../../packages/cli/src/clients.js";
 import { indexerSpace } from "../../packages/cli/src/collection-space.js";
@@ -109,7 +108,7 @@ test("index a scifact slice through the indexer, then search it by text", { time
   try {
     const teacher = await indexerSpace(indexer, indexerAddr);
     const { info } = await ensureCollection(ann, `${COLLECTION}-g1`, teacher);
-    await unary(ann.setAlias.bind(ann), { alias: COLLECTION, collection: info.name });
+    await ann.setAlias(COLLECTION, info.name);
 
     // The slice as a corpus file, in the original BEIR lines.
     const ids = new Set(set.docs.map((d) => d.id));
@@ -211,19 +210,19 @@ test("the served index holds what the in-process teacher computes (the eval's em
       sample.map((d) => d.text),
       "document",
     );
-    const res = await unary(ann.get.bind(ann), {
-      collection: COLLECTION,
-      ids: sample.map((d) => d.id),
-      withVectors: true,
-    });
+    const res = await ann.get(
+      COLLECTION,
+      sample.map((d) => d.id),
+      { withVectors: true },
+    );
     assert.equal(res.points.length, sample.length);
     // int8 graphs quantise activations dynamically, per batch: the same text in
     // another batch (the worker's vs ours) moves a little (measured ~0.996).
     // fp32 agrees to rounding.
     const floor = model.info.precision === "int8" ? 0.99 : 0.9999;
     for (const [i, p] of res.points.entries()) {
-      const served = decodeVector(p.vector);
-      assert.ok(typeof served !== "string", String(served));
+      const served = p.vector;
+      assert.ok(served instanceof Float32Array, `document ${p.id}: no vector served`);
       const mine = local[i]!;
       let dot = 0;
       for (let j = 0; j < mine.length; j++) dot += mine[j]! * served[j]!;

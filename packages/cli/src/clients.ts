@@ -1,19 +1,9 @@
-import { type ServiceError, status } from "@grpc/grpc-js";
-import {
-  AnnClient,
-  type CollectionInfo,
-  encodeVector,
-  IndexerClient,
-  Metric,
-  type Point,
-  QueryEncoderClient,
-} from "@tandem/proto";
-import { clientTransport, isSecurityVariable, unary, upstreamSecurityFromEnv } from "@tandem/service-kit";
+import { status } from "@grpc/grpc-js";
+import { Ann, Encoder, Indexer, isRpcError, type RpcError, type ServiceOptions } from "@tandem/client";
+import type { CollectionInfo } from "@tandem/proto";
+import { isSecurityVariable, upstreamSecurityFromEnv } from "@tandem/service-kit";
 import type { ServiceName } from "./addresses.js";
 import type { TargetSpace } from "./collection-space.js";
-
-/** Large enough for a 1000-hit search with vectors or a batch of 768-d upserts. */
-const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 
 /** The prefix of each service's TLS variables: the names the services use for each other. */
 const SECURITY_PREFIX = { encoder: "ENCODER", ann: "ANN", indexer: "INDEXER" } as const satisfies Record<
@@ -24,22 +14,22 @@ const SECURITY_PREFIX = { encoder: "ENCODER", ann: "ANN", indexer: "INDEXER" } a
 /**
  * TLS when <PREFIX>_TLS_CA_FILE is set, mTLS with TLS_CERT_FILE/TLS_KEY_FILE, a bearer token with
  * AUTH_TOKEN_FILE, read from `vars` (the shell's environment unless a command says otherwise).
+ * Most commands ask once: nothing retried, so a stopped service is named at once (a job follow
+ * rides out outages itself, see jobs.ts). 10 s unless a call says otherwise.
  */
-const transport = (service: ServiceName, vars: NodeJS.ProcessEnv) =>
-  clientTransport(MAX_MESSAGE_BYTES, upstreamSecurityFromEnv(SECURITY_PREFIX[service], vars));
+const serviceOptions = (service: ServiceName, address: string, vars: NodeJS.ProcessEnv): ServiceOptions => ({
+  address,
+  security: upstreamSecurityFromEnv(SECURITY_PREFIX[service], vars),
+  deadlineMs: 10_000,
+  retry: false,
+});
 
-export function annClient(addr: string, vars: NodeJS.ProcessEnv = process.env): AnnClient {
-  const t = transport("ann", vars);
-  return new AnnClient(addr, t.credentials, t.options);
-}
-export function encoderClient(addr: string, vars: NodeJS.ProcessEnv = process.env): QueryEncoderClient {
-  const t = transport("encoder", vars);
-  return new QueryEncoderClient(addr, t.credentials, t.options);
-}
-export function indexerClient(addr: string, vars: NodeJS.ProcessEnv = process.env): IndexerClient {
-  const t = transport("indexer", vars);
-  return new IndexerClient(addr, t.credentials, t.options);
-}
+export const annClient = (addr: string, vars: NodeJS.ProcessEnv = process.env) =>
+  new Ann(serviceOptions("ann", addr, vars));
+export const encoderClient = (addr: string, vars: NodeJS.ProcessEnv = process.env) =>
+  new Encoder(serviceOptions("encoder", addr, vars));
+export const indexerClient = (addr: string, vars: NodeJS.ProcessEnv = process.env) =>
+  new Indexer(serviceOptions("indexer", addr, vars));
 
 /**
  * The environment of a stack the CLI starts itself on 127.0.0.1 (`tandem up`, the eval's in-process ANN
@@ -58,35 +48,20 @@ export function loopbackEnv(vars: NodeJS.ProcessEnv): { vars: NodeJS.ProcessEnv;
   return { vars: keep, dropped: dropped.sort() };
 }
 
-export function isGrpcError(err: unknown): err is ServiceError {
-  return typeof err === "object" && err !== null && "code" in err && "details" in err;
-}
-
 /** An UNAVAILABLE the indexer sent itself because its Redis is away: its message names the store. */
-export function redisAway(err: ServiceError): boolean {
+export function redisAway(err: Pick<RpcError, "code" | "details">): boolean {
   return err.code === status.UNAVAILABLE && /\bRedis\b/.test(err.details);
 }
 
 /** One line for a failed call: the status name and the server's message, or a hint when nothing answered. */
 export function describeError(err: unknown, addr?: string): string {
-  if (isGrpcError(err)) {
+  if (isRpcError(err)) {
     if (err.code === status.UNAVAILABLE && addr && !redisAway(err)) {
       return `nothing answers at ${addr} (${err.details}). Is it running? Start everything with: pnpm tandem up`;
     }
-    return `${status[err.code]}: ${err.details}`;
+    return `${err.codeName}: ${err.details}`;
   }
   return err instanceof Error ? err.message : String(err);
-}
-
-/** The collection's info, or null when it does not exist. */
-export async function collectionInfo(ann: AnnClient, name: string): Promise<CollectionInfo | null> {
-  try {
-    const stats = await unary(ann.stats.bind(ann), { collection: name }, { timeoutMs: 10_000 });
-    return stats.info ?? null;
-  } catch (err) {
-    if (isGrpcError(err) && err.code === status.NOT_FOUND) return null;
-    throw err;
-  }
 }
 
 /** "collection x", or "alias x (of collection y)" when `name` resolved through an alias. */
@@ -99,11 +74,11 @@ export function collectionLabel(name: string, info: CollectionInfo): string {
  * in another space, naming both spaces and the way out.
  */
 export async function ensureCollection(
-  ann: AnnClient,
+  ann: Ann,
   name: string,
   target: TargetSpace,
 ): Promise<{ info: CollectionInfo; created: boolean }> {
-  const existing = await collectionInfo(ann, name);
+  const existing = await ann.find(name);
   if (existing) {
     if (existing.space !== target.space || existing.dims !== target.dims) {
       throw new Error(
@@ -114,36 +89,6 @@ export async function ensureCollection(
     }
     return { info: existing, created: false };
   }
-  const info = await unary(
-    ann.createCollection.bind(ann),
-    { name, space: target.space, dims: target.dims, metric: Metric.METRIC_COSINE, index: undefined },
-    { timeoutMs: 30_000 },
-  );
+  const info = await ann.createCollection({ name, space: target.space, dims: target.dims }, { deadlineMs: 30_000 });
   return { info, created: true };
-}
-
-/** One Upsert stream of `points`, in messages of `perMessage`; resolves once the ANN service has them durable. */
-export function upsert(
-  ann: AnnClient,
-  collection: string,
-  points: readonly Point[],
-  perMessage = 256,
-): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const call = ann.upsert({ deadline: Date.now() + 600_000 }, (err, res) =>
-      err ? reject(err) : resolve(Number(res.upserted)),
-    );
-    (async () => {
-      for (let i = 0; i < points.length; i += perMessage) {
-        if (!call.write({ collection, points: points.slice(i, i + perMessage) })) {
-          await new Promise((r) => call.once("drain", r));
-        }
-      }
-      call.end();
-    })().catch(reject);
-  });
-}
-
-export function point(id: string, vector: Float32Array, payload: Record<string, unknown> = {}): Point {
-  return { id, vector: encodeVector(vector), payloadJson: JSON.stringify(payload) };
 }

@@ -1,9 +1,8 @@
 import { status } from "@grpc/grpc-js";
+import { type Indexer, isRpcError } from "@tandem/client";
 import { checkServedDims, resolveBundle, spaceAt } from "@tandem/model-runtime";
-import type { IndexerClient } from "@tandem/proto";
-import { unary } from "@tandem/service-kit";
 import { address } from "./addresses.js";
-import { indexerClient, isGrpcError } from "./clients.js";
+import { indexerClient } from "./clients.js";
 import { bundlePath } from "./paths.js";
 
 /** The embedding space a collection is created in, and who writes vectors of it (for messages). */
@@ -51,7 +50,7 @@ export async function targetSpace(flags: SpaceFlags): Promise<TargetSpace> {
   try {
     return await indexerSpace(indexer, addr);
   } catch (err) {
-    if (isGrpcError(err) && err.code === status.UNAVAILABLE) {
+    if (isRpcError(err, status.UNAVAILABLE)) {
       throw new Error(
         `the space comes from the indexer's teacher, and nothing answers at ${addr} (${err.details}). ` +
           "Start the stack (pnpm tandem up), or name the space: --teacher BUNDLE, or --space ID --dims N",
@@ -64,8 +63,8 @@ export async function targetSpace(flags: SpaceFlags): Promise<TargetSpace> {
 }
 
 /** The space the running indexer's teacher writes (its ModelCard, from Indexer.Info). */
-export async function indexerSpace(indexer: IndexerClient, addr: string): Promise<TargetSpace> {
-  const { teacher } = await unary(indexer.info.bind(indexer), {}, { timeoutMs: 10_000 });
+export async function indexerSpace(indexer: Indexer, addr: string): Promise<TargetSpace> {
+  const { teacher } = await indexer.info();
   if (!teacher) throw new Error(`the indexer at ${addr} reports no teacher`);
   return { space: teacher.space, dims: teacher.dims, from: `the indexer's teacher ${teacher.bundleName}` };
 }

@@ -1,12 +1,11 @@
 import { status } from "@grpc/grpc-js";
-import { type IndexerClient, JobState, type JobStatusResponse } from "@tandem/proto";
-import { DEFAULT_RETRY_LIMIT_MS, type RetryNotice, retryUnavailable, unary } from "@tandem/service-kit";
+import type { Indexer } from "@tandem/client";
+import { JobState, type JobStatusResponse } from "@tandem/proto";
+import type { RetryNotice } from "@tandem/service-kit";
 import { redisAway } from "./clients.js";
 import { type Progress, startProgress } from "./progress.js";
 
 export const stateName = (s: JobState) => (JobState[s] ?? "UNKNOWN").replace("JOB_STATE_", "").toLowerCase();
-export const finished = (s: JobStatusResponse) =>
-  s.state === JobState.JOB_STATE_COMPLETED || s.state === JobState.JOB_STATE_FAILED;
 
 export interface FollowOptions {
   /** Show progress on stderr (a bar on a terminal, plain lines elsewhere); without it, only outages get a line each. */
@@ -25,16 +24,12 @@ export function waitingFor(notice: RetryNotice): string {
 }
 
 /**
- * Polls JobStatus until the job completes or fails, showing progress on stderr when
+ * Follows the job (Indexer.follow) until it completes or fails, showing progress on stderr when
  * `opts.bar`. An outage of the indexer or of its Redis does not end the follow: each poll is
  * retried with backoff for up to `retryForMs` (the progress says what it waits for), and only an
  * outage longer than that, or another error, is thrown. Resolves with the final status.
  */
-export async function followJob(
-  indexer: IndexerClient,
-  jobId: string,
-  opts: FollowOptions,
-): Promise<JobStatusResponse> {
+export async function followJob(indexer: Indexer, jobId: string, opts: FollowOptions): Promise<JobStatusResponse> {
   let progress: Progress | null = null;
   let last: JobStatusResponse | null = null;
   let outage: RetryNotice | null = null;
@@ -47,18 +42,14 @@ export async function followJob(
     outage ??= n;
     opts.onRetry?.(n);
   };
-  const poll = () =>
-    retryUnavailable(() => unary(indexer.jobStatus.bind(indexer), { jobId }, { timeoutMs: 30_000 }), {
-      limitMs: opts.retryForMs ?? DEFAULT_RETRY_LIMIT_MS,
-      // A slow answer is not a failed job either: the API may share its process (and two
-      // cores) with a busy teacher worker.
-      codes: [status.UNAVAILABLE, status.DEADLINE_EXCEEDED],
-      signal: opts.signal,
-      onRetry,
-    });
+  const polls = indexer.follow(jobId, {
+    retryForMs: opts.retryForMs,
+    intervalMs: opts.intervalMs,
+    signal: opts.signal,
+    onRetry,
+  });
   try {
-    for (;;) {
-      const s = await poll();
+    for await (const s of polls) {
       if (outage && !progress?.redraws) process.stderr.write(`job ${jobId}: ${waitingFor(outage)} answers again\n`);
       outage = null;
       last = s;
@@ -66,10 +57,9 @@ export async function followJob(
         progress = startProgress(s.docsTotal, { label: "indexing", unit: "docs" });
       }
       progress?.update(handled(s), detail(s, stateName(s.state)));
-      if (finished(s)) return s;
-      if (opts.signal?.aborted) throw new Error("interrupted");
-      await new Promise((r) => setTimeout(r, opts.intervalMs ?? 500));
     }
+    // The follow ends with the job: the last status is the final one.
+    return last as JobStatusResponse;
   } finally {
     progress?.stop();
   }

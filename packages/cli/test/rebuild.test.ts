@@ -7,8 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { annConfig, startAnn } from "@tandem/ann";
-import { encodeVector, Metric } from "@tandem/proto";
-import { unary } from "@tandem/service-kit";
+import { encodeVector } from "@tandem/proto";
 import { tandem } from "../../../test/support/cli.js";
 import { annClient } from "../src/clients.js";
 
@@ -18,30 +17,20 @@ test("tandem rebuild: rebuilds a collection's graph; an unknown one exits 1 with
   const addr = `127.0.0.1:${ann.port}`;
   const client = annClient(addr, {});
   try {
-    await unary(client.createCollection.bind(client), {
-      name: "docs",
-      space: "test/8",
-      dims: 8,
-      metric: Metric.METRIC_COSINE,
-      index: undefined,
-    });
+    await client.createCollection({ name: "docs", space: "test/8", dims: 8 });
     const points = Array.from({ length: 500 }, (_, i) => ({
       id: `d${i}`,
       vector: encodeVector(Float32Array.from({ length: 8 }, (_, j) => Math.sin(i * 8 + j))),
       payloadJson: "",
     }));
-    await new Promise<void>((resolve, reject) => {
-      const call = client.upsert((err) => (err ? reject(err) : resolve()));
-      call.write({ collection: "docs", points });
-      call.end();
-    });
+    await client.upsert("docs", points, { pointsPerMessage: points.length });
 
     const ok = await tandem(["rebuild", "docs", "--json", "--ann", addr]);
     assert.equal(ok.code, 0, ok.stderr);
     const res = JSON.parse(ok.stdout) as { collection: string; points: number; tookMs: number };
     assert.equal(res.collection, "docs");
     assert.equal(res.points, 500);
-    const stats = await unary(client.stats.bind(client), { collection: "docs" });
+    const stats = await client.stats("docs");
     assert.ok(stats.lastRebuildMs > 0, "the service swapped a rebuilt graph in");
 
     const text = await tandem(["rebuild", "docs", "--ann", addr]);

@@ -8,9 +8,8 @@
 // `--file` reads a local JSONL / BEIR corpus and streams it through Submit; `--server-file`
 // hands the workers a path they can read (SubmitFile). Both then follow the job with a progress bar.
 import { parseArgs } from "node:util";
-import { credentials } from "@grpc/grpc-js";
-import { IndexerClient, JobState, type JobStatusResponse, type SubmitResponse } from "@tandem/proto";
-import { channelOptions, DEFAULT_RETRY_LIMIT_MS, retryUnavailable, unary } from "@tandem/service-kit";
+import { Indexer } from "@tandem/client";
+import { JobState, type JobStatusResponse, type SubmitResponse } from "@tandem/proto";
 import { streamCorpusFile } from "./stream-file.js";
 
 const { values: opts, positionals } = parseArgs({
@@ -28,7 +27,7 @@ const { values: opts, positionals } = parseArgs({
   },
 });
 
-const client = new IndexerClient(opts.addr, credentials.createInsecure(), channelOptions(64 * 1024 * 1024));
+const client = new Indexer({ address: opts.addr, retry: false });
 
 function fail(msg: string): never {
   process.stderr.write(`doc-indexer: ${msg}\n`);
@@ -48,19 +47,16 @@ function bar(s: JobStatusResponse): string {
 }
 
 async function follow(jobId: string): Promise<JobStatusResponse> {
-  for (;;) {
-    // Rides out an indexer or Redis outage (UNAVAILABLE) with backoff, as the tandem CLI does.
-    const s = await retryUnavailable(() => unary(client.jobStatus.bind(client), { jobId }), {
-      limitMs: DEFAULT_RETRY_LIMIT_MS,
-      onRetry: (n) => process.stderr.write(`\rUNAVAILABLE (${n.error.details}): retrying in ${n.delayMs} ms   `),
-    });
+  let last: JobStatusResponse | undefined;
+  // Rides out an indexer or Redis outage (UNAVAILABLE) with backoff, as the tandem CLI does.
+  for await (const s of client.follow(jobId, {
+    onRetry: (n) => process.stderr.write(`\rUNAVAILABLE (${n.error.details}): retrying in ${n.delayMs} ms   `),
+  })) {
     process.stderr.write(`\r${bar(s)}   `);
-    if (s.state === JobState.JOB_STATE_COMPLETED || s.state === JobState.JOB_STATE_FAILED) {
-      process.stderr.write("\n");
-      return s;
-    }
-    await new Promise((r) => setTimeout(r, 500));
+    last = s;
   }
+  process.stderr.write("\n");
+  return last as JobStatusResponse;
 }
 
 async function main(): Promise<number> {
@@ -72,17 +68,20 @@ async function main(): Promise<number> {
     let res: SubmitResponse;
     if (opts.file) res = await streamCorpusFile(client, collection, opts.file, limit, Number(opts["batch-docs"]));
     else if (opts["server-file"]) {
-      res = await unary(client.submitFile.bind(client), { collection, path: opts["server-file"], limit });
+      res = await client.submitFile(collection, opts["server-file"], limit, { deadlineMs: null });
     } else fail("--file or --server-file is required");
     for (const r of res.rejected) process.stderr.write(`rejected #${r.index} ${JSON.stringify(r.id)}: ${r.reason}\n`);
     process.stderr.write(`job ${res.jobId}: ${res.accepted} accepted, ${res.rejected.length} rejected\n`);
     jobId = res.jobId;
   } else if (command === "reindex") {
-    const res = await unary(client.reindex.bind(client), {
-      alias: opts.alias ?? fail("--alias is required"),
-      teacherBundleDir: opts.bundle ?? fail("--bundle is required"),
-      parityQueriesPath: opts.queries,
-    });
+    const res = await client.reindex(
+      {
+        alias: opts.alias ?? fail("--alias is required"),
+        teacherBundleDir: opts.bundle ?? fail("--bundle is required"),
+        parityQueriesPath: opts.queries,
+      },
+      { deadlineMs: null },
+    );
     jobId = res.jobId;
   } else if (command === "status") {
     jobId = arg ?? fail("status JOB_ID");

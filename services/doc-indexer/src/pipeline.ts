@@ -89,9 +89,9 @@ export async function writeDocs(
     const points: Point[] = [];
     for (const d of group) {
       const v = vectors.get(d.id);
-      if (v && v.byteLength === target.dims * 4) {
+      if (v && v.length === target.dims) {
         rewrite.push(d);
-        points.push({ id: d.id, vector: Buffer.from(v), payloadJson: storedPayload(d) });
+        points.push({ id: d.id, vector: encodeVector(v), payloadJson: storedPayload(d) });
       } else toEmbed.push(d); // the vector is gone from the ANN service: embed again
     }
     if (points.length > 0) {

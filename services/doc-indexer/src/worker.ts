@@ -1,4 +1,5 @@
 import { status } from "@grpc/grpc-js";
+import { isRpcError } from "@tandem/client";
 import type { EmbeddingModel } from "@tandem/model-runtime";
 import {
   createLogger,
@@ -10,7 +11,7 @@ import {
 } from "@tandem/service-kit";
 import { UnrecoverableError, WaitingError, Worker } from "bullmq";
 import type { Redis } from "ioredis";
-import { AnnGateway, isGrpcError, type Target } from "./ann-writer.js";
+import { AnnGateway, type Target } from "./ann-writer.js";
 import { type IndexerConfig, teacherDims } from "./config.js";
 import { ContentIndex } from "./content-hash.js";
 import { readRange } from "./corpus.js";
@@ -52,9 +53,9 @@ export interface WorkerDeps {
 function permanent(err: unknown): boolean {
   return (
     err instanceof FailedPreconditionError ||
-    isGrpcError(err, status.NOT_FOUND) ||
-    isGrpcError(err, status.FAILED_PRECONDITION) ||
-    isGrpcError(err, status.INVALID_ARGUMENT)
+    isRpcError(err, status.NOT_FOUND) ||
+    isRpcError(err, status.FAILED_PRECONDITION) ||
+    isRpcError(err, status.INVALID_ARGUMENT)
   );
 }
 

@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { type ServiceError, status } from "@grpc/grpc-js";
+import { Indexer } from "@tandem/client";
 import { JobState } from "@tandem/proto";
 import { type RetryNotice, unary } from "@tandem/service-kit";
 import { Redis } from "ioredis";
@@ -104,10 +105,12 @@ describe("Redis killed (SIGKILL) mid-job and restarted: nothing lost, nothing tw
   }, async (t) => {
     const started = performance.now();
     // What `tandem index` does: stream the corpus through Submit, then follow the job.
-    const sub = await streamCorpusFile(c.indexer, "outage", `${SCIFACT}/corpus.jsonl`, N);
+    const indexer = new Indexer({ address: `127.0.0.1:${api.port}` });
+    t.after(() => indexer.close());
+    const sub = await streamCorpusFile(indexer, "outage", `${SCIFACT}/corpus.jsonl`, N);
     assert.equal(sub.accepted, N);
     const notices: RetryNotice[] = [];
-    const following = followJob(c.indexer, sub.jobId, {
+    const following = followJob(indexer, sub.jobId, {
       bar: false,
       retryForMs: 120_000,
       intervalMs: 200,

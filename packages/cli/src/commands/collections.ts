@@ -1,16 +1,9 @@
 import { createInterface } from "node:readline/promises";
 import { status } from "@grpc/grpc-js";
-import { type AnnClient, type CollectionInfo, Metric } from "@tandem/proto";
-import { unary } from "@tandem/service-kit";
+import { type Ann, isRpcError } from "@tandem/client";
+import { type CollectionInfo, Metric } from "@tandem/proto";
 import { address } from "../addresses.js";
-import {
-  annClient,
-  collectionInfo,
-  collectionLabel,
-  describeError,
-  ensureCollection,
-  isGrpcError,
-} from "../clients.js";
+import { annClient, collectionLabel, describeError, ensureCollection } from "../clients.js";
 import { type SpaceFlags, targetSpace } from "../collection-space.js";
 
 export interface CollectionsFlags {
@@ -49,7 +42,7 @@ function refuse(what: string, message: string): number {
 
 /** The ANN service's limits are its own variables: name the one a refusal ran into, and the way out. */
 function limitHint(err: unknown): string {
-  if (!isGrpcError(err)) return "";
+  if (!isRpcError(err)) return "";
   if (err.code === status.RESOURCE_EXHAUSTED) {
     return ". Drop a collection first (tandem collections drop NAME --yes), or raise the limit on the ANN service";
   }
@@ -61,11 +54,7 @@ function limitHint(err: unknown): string {
 }
 
 /** One subcommand against the ANN service; a failed call becomes a refusal naming the service's reason. */
-async function withAnn(
-  what: string,
-  flags: CollectionsFlags,
-  run: (ann: AnnClient) => Promise<number>,
-): Promise<number> {
+async function withAnn(what: string, flags: CollectionsFlags, run: (ann: Ann) => Promise<number>): Promise<number> {
   const addr = address("ann", flags.ann);
   const ann = annClient(addr);
   try {
@@ -79,10 +68,7 @@ async function withAnn(
 
 export function collectionsCommand(flags: CollectionsFlags): Promise<number> {
   return withAnn("list", flags, async (ann) => {
-    const [{ collections }, { aliases }] = await Promise.all([
-      unary(ann.listCollections.bind(ann), {}, { timeoutMs: 10_000 }),
-      unary(ann.listAliases.bind(ann), {}, { timeoutMs: 10_000 }),
-    ]);
+    const [collections, aliases] = await Promise.all([ann.listCollections(), ann.listAliases()]);
     if (flags.json) {
       process.stdout.write(`${JSON.stringify({ collections: collections.map(collectionJson), aliases })}\n`);
       return 0;
@@ -146,7 +132,7 @@ async function confirm(question: string): Promise<boolean> {
  */
 export function dropCommand(name: string, flags: DropFlags): Promise<number> {
   return withAnn("drop", flags, async (ann) => {
-    const info = await collectionInfo(ann, name);
+    const info = await ann.find(name);
     if (!info) return refuse("drop", `no collection named ${name}`);
     if (info.name !== name) {
       return refuse(
@@ -177,7 +163,7 @@ export function dropCommand(name: string, flags: DropFlags): Promise<number> {
         return refuse("drop", `kept ${name}`);
       }
     }
-    const { dropped } = await unary(ann.dropCollection.bind(ann), { name }, { timeoutMs: 60_000 });
+    const dropped = await ann.dropCollection(name, { deadlineMs: 60_000 });
     // Gone already: dropped by someone else between the look and the drop.
     if (!dropped) return refuse("drop", `no collection named ${name}`);
     print(flags, { dropped: name, space: info.space, count: Number(info.count) }, `dropped ${what}`);
@@ -188,10 +174,10 @@ export function dropCommand(name: string, flags: DropFlags): Promise<number> {
 /** Points `alias` at `collection`, creating or moving it (atomically, on the ANN service). */
 export function aliasCommand(alias: string, collection: string, flags: CollectionsFlags): Promise<number> {
   return withAnn("alias", flags, async (ann) => {
-    const before = await collectionInfo(ann, alias);
+    const before = await ann.find(alias);
     // The service refuses an alias that would shadow a collection, a missing collection and an alias of an alias.
-    const { previousCollection } = await unary(ann.setAlias.bind(ann), { alias, collection }, { timeoutMs: 10_000 });
-    const now = await collectionInfo(ann, alias);
+    const previousCollection = await ann.setAlias(alias, collection);
+    const now = await ann.find(alias);
     const was = previousCollection ? `, was ${previousCollection}` : "";
     print(
       flags,
@@ -211,10 +197,10 @@ export function aliasCommand(alias: string, collection: string, flags: Collectio
 /** Removes an alias; the collection it pointed at is kept. */
 export function unaliasCommand(alias: string, flags: CollectionsFlags): Promise<number> {
   return withAnn("unalias", flags, async (ann) => {
-    const { aliases } = await unary(ann.listAliases.bind(ann), {}, { timeoutMs: 10_000 });
+    const aliases = await ann.listAliases();
     const entry = aliases.find((a) => a.alias === alias);
     if (!entry) {
-      const c = await collectionInfo(ann, alias);
+      const c = await ann.find(alias);
       return refuse(
         "unalias",
         c
@@ -222,7 +208,7 @@ export function unaliasCommand(alias: string, flags: CollectionsFlags): Promise<
           : `no alias named ${alias}`,
       );
     }
-    await unary(ann.deleteAlias.bind(ann), { alias }, { timeoutMs: 10_000 });
+    await ann.deleteAlias(alias);
     print(
       flags,
       { alias, collection: entry.collection },

@@ -1,5 +1,3 @@
-import { decodeVector, TextKind } from "@tandem/proto";
-import { unary } from "@tandem/service-kit";
 import { address } from "../addresses.js";
 import { describeError, encoderClient } from "../clients.js";
 
@@ -14,17 +12,14 @@ export async function encodeCommand(texts: string[], flags: EncodeFlags): Promis
   const client = encoderClient(addr);
   try {
     const t0 = performance.now();
-    const res = await unary(
-      client.encode.bind(client),
-      { texts, kind: flags.document ? TextKind.TEXT_KIND_DOCUMENT : TextKind.TEXT_KIND_QUERY },
-      { timeoutMs: 30_000 },
-    );
+    const res = await client.encode(texts, flags.document ? "document" : "query", { deadlineMs: 30_000 });
     const tookMs = performance.now() - t0;
-    const rows = res.embeddings.map((e, i) => {
-      const v = decodeVector(e.vector, res.dims);
-      if (typeof v === "string") throw new Error(`embedding ${i}: ${v}`);
-      return { text: texts[i] as string, vector: v, tokens: e.tokens, truncated: e.truncated };
-    });
+    const rows = res.vectors.map((vector, i) => ({
+      text: texts[i] as string,
+      vector,
+      tokens: res.tokens[i] as number,
+      truncated: res.truncated[i] as boolean,
+    }));
     if (flags.json) {
       const out = {
         modelId: res.modelId,

@@ -1,10 +1,10 @@
 import { existsSync } from "node:fs";
 import { status } from "@grpc/grpc-js";
+import { type Indexer, isRpcError } from "@tandem/client";
 import { streamCorpusFile } from "@tandem/doc-indexer";
-import { type IndexerClient, JobState, type SubmitResponse } from "@tandem/proto";
-import { unary } from "@tandem/service-kit";
+import { JobState, type SubmitResponse } from "@tandem/proto";
 import { address } from "../addresses.js";
-import { annClient, describeError, ensureCollection, indexerClient, isGrpcError } from "../clients.js";
+import { annClient, describeError, ensureCollection, indexerClient } from "../clients.js";
 import { indexerSpace } from "../collection-space.js";
 import { followJob, jobLine } from "../jobs.js";
 import { userPath } from "../paths.js";
@@ -25,14 +25,14 @@ export interface IndexFlags {
 }
 
 /** --create: the collection in the space the indexer's teacher writes, unless it exists in that space already. */
-async function createIfMissing(indexer: IndexerClient, indexerAddr: string, flags: IndexFlags): Promise<void> {
+async function createIfMissing(indexer: Indexer, indexerAddr: string, flags: IndexFlags): Promise<void> {
   const annAddr = address("ann", flags.ann);
   const ann = annClient(annAddr);
   try {
     const target = await indexerSpace(indexer, indexerAddr);
     // Described here, against the ANN service's address: the command's own handler names the indexer's.
     const { info, created } = await ensureCollection(ann, flags.collection, target).catch((err: unknown) => {
-      throw isGrpcError(err) ? new Error(describeError(err, annAddr)) : err;
+      throw isRpcError(err) ? new Error(describeError(err, annAddr)) : err;
     });
     if (created && !flags.json) {
       process.stderr.write(`created collection ${info.name}: ${info.space}, ${info.dims}-d (from ${target.from})\n`);
@@ -53,11 +53,7 @@ export async function indexCommand(file: string, flags: IndexFlags): Promise<num
   try {
     if (flags.create) await createIfMissing(indexer, addr, flags);
     const res: SubmitResponse = flags.serverFile
-      ? await unary(
-          indexer.submitFile.bind(indexer),
-          { collection: flags.collection, path, limit: flags.limit },
-          { timeoutMs: 60_000 },
-        )
+      ? await indexer.submitFile(flags.collection, path, flags.limit, { deadlineMs: 60_000 })
       : await streamCorpusFile(indexer, flags.collection, path, flags.limit);
     if (!flags.json) {
       for (const r of res.rejected.slice(0, 20)) {
@@ -78,7 +74,7 @@ export async function indexCommand(file: string, flags: IndexFlags): Promise<num
     return final.state === JobState.JOB_STATE_COMPLETED ? 0 : 1;
   } catch (err) {
     process.stderr.write(`tandem index: ${describeError(err, addr)}\n`);
-    if (isGrpcError(err) && err.code === status.NOT_FOUND && /collection/.test(err.details)) {
+    if (isRpcError(err, status.NOT_FOUND) && /collection/.test(err.details)) {
       process.stderr.write(
         `create it with --create (in the space of the indexer's teacher), or: tandem collections create ${flags.collection}\n`,
       );

@@ -1,4 +1,3 @@
-import { unary } from "@tandem/service-kit";
 import { address } from "../addresses.js";
 import { describeError, indexerClient } from "../clients.js";
 import { followJob, jobLine } from "../jobs.js";
@@ -22,11 +21,11 @@ export async function jobsCommand(jobId: string | undefined, flags: JobsFlags): 
             bar: !flags.json,
             retryForMs: flags.retryFor * 1000,
           })
-        : await unary(indexer.jobStatus.bind(indexer), { jobId }, { timeoutMs: 10_000 });
+        : await indexer.jobStatus(jobId);
       process.stdout.write(flags.json ? `${JSON.stringify(s)}\n` : `${jobLine(s)}\n`);
       return 0;
     }
-    const { jobs } = await unary(indexer.listJobs.bind(indexer), { limit: flags.limit }, { timeoutMs: 10_000 });
+    const jobs = await indexer.listJobs(flags.limit);
     if (flags.json) process.stdout.write(`${JSON.stringify(jobs)}\n`);
     else if (jobs.length === 0) process.stdout.write("no jobs\n");
     else process.stdout.write(`${jobs.map(jobLine).join("\n")}\n`);

@@ -1,4 +1,3 @@
-import { unary } from "@tandem/service-kit";
 import { address } from "../addresses.js";
 import { annClient, describeError } from "../clients.js";
 import { type Progress, startProgress } from "../progress.js";
@@ -23,7 +22,7 @@ export async function rebuildCommand(collection: string, flags: RebuildFlags): P
   const progress = async () => {
     while (running) {
       await new Promise((r) => setTimeout(r, POLL_MS));
-      const s = await unary(ann.stats.bind(ann), { collection }, { timeoutMs: 10_000 }).catch(() => null);
+      const s = await ann.stats(collection).catch(() => null);
       if (!running || !s || s.rebuildTotal === 0) continue;
       bar ??= startProgress(s.rebuildTotal, { label: "rebuilding", unit: "points" });
       bar.update(s.rebuildInserted);
@@ -31,9 +30,9 @@ export async function rebuildCommand(collection: string, flags: RebuildFlags): P
   };
   try {
     const polling = flags.json ? Promise.resolve() : progress();
-    // No deadline: a large collection's graph takes minutes to hours on CPU, and the server
-    // answers as soon as it is swapped in (or the collection closes).
-    const res = await unary(ann.rebuildIndex.bind(ann), { collection }).finally(() => {
+    // No deadline (the client's default for it): a large collection's graph takes minutes to hours
+    // on CPU, and the server answers as soon as it is swapped in (or the collection closes).
+    const res = await ann.rebuildIndex(collection).finally(() => {
       running = false;
     });
     await polling;

@@ -1,7 +1,6 @@
-import { SearchRequest } from "@tandem/proto";
-import { unary } from "@tandem/service-kit";
+import { parsePayload } from "@tandem/client";
 import { address } from "../addresses.js";
-import { annClient } from "../clients.js";
+import { annClient, describeError } from "../clients.js";
 
 export interface SearchFlags {
   k: number;
@@ -38,17 +37,16 @@ export async function search(
   const ann = annClient(addr);
   try {
     const t0 = performance.now();
-    const res = await unary(
-      ann.search.bind(ann),
-      SearchRequest.fromPartial({
+    const res = await ann.search(
+      {
         collection: flags.collection,
         k: flags.k,
-        query: { $case: "text", value: text },
+        text,
         exact: flags.exact ?? false,
         withPayload: true,
         payloadFields: ["title", "text"],
-      }),
-      { timeoutMs: 30_000 },
+      },
+      { deadlineMs: 30_000 },
     );
     const tookMs = performance.now() - t0;
     return {
@@ -57,7 +55,7 @@ export async function search(
       queryTokens: res.queryTokens,
       tookMs,
       hits: res.hits.map((h, i) => {
-        const payload = h.payloadJson ? (JSON.parse(h.payloadJson) as Record<string, unknown>) : {};
+        const payload = parsePayload(h.payloadJson);
         const title = typeof payload.title === "string" ? payload.title : "";
         let body = typeof payload.text === "string" ? payload.text : "";
         // The indexer stores "title text" as the text of a BEIR document: don't print the title twice.
@@ -77,7 +75,6 @@ export async function searchCommand(text: string, flags: SearchFlags): Promise<n
   try {
     res = await search(addr, text, flags);
   } catch (err) {
-    const { describeError } = await import("../clients.js");
     process.stderr.write(`tandem search: ${describeError(err, addr)}\n`);
     return 1;
   }

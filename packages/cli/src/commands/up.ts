@@ -5,9 +5,8 @@ import { createInterface } from "node:readline";
 import { parseCorpusLine, streamCorpusFile } from "@tandem/doc-indexer";
 import { resolveBundle } from "@tandem/model-runtime";
 import { JobState } from "@tandem/proto";
-import { unary } from "@tandem/service-kit";
 import { address } from "../addresses.js";
-import { annClient, collectionInfo, describeError, ensureCollection, indexerClient, loopbackEnv } from "../clients.js";
+import { annClient, describeError, ensureCollection, indexerClient, loopbackEnv } from "../clients.js";
 import { indexerSpace } from "../collection-space.js";
 import { followJob, jobLine } from "../jobs.js";
 import { bundleExists, bundlePath, EXAMPLE_CORPUS, STATE_DIR, userPath } from "../paths.js";
@@ -286,14 +285,14 @@ async function indexExample(
   try {
     const teacher = await indexerSpace(indexer, indexerAddr);
     const alias = flags.collection;
-    let target = await collectionInfo(ann, alias);
+    let target = await ann.find(alias);
     if (!target || target.space !== teacher.space) {
       // One collection per space under the alias: when the teacher changes
       // (e.g. the pair got built after a first symmetric run) the alias moves
       // to a collection in the new space and the old one stays for rollback.
       const name = `${alias}-${teacher.space.replace(/[^A-Za-z0-9_.-]+/g, "-")}`;
       const { info: created, created: isNew } = await ensureCollection(ann, name, teacher);
-      await unary(ann.setAlias.bind(ann), { alias, collection: name }, { timeoutMs: 10_000 });
+      await ann.setAlias(alias, name);
       if (target) say(`alias ${alias} moved from ${target.name} (${target.space}) to ${name}; ${target.name} is kept`);
       else if (isNew)
         say(`created collection ${name} (${teacher.space}, ${teacher.dims}-d, cosine) with alias ${alias}`);
@@ -313,10 +312,7 @@ async function indexExample(
     // Already indexed: as many points, and the corpus's first and last documents among them (a
     // collection filled from another corpus, e.g. by an older quickstart, is not taken for this one).
     if (Number(target.count) >= docs) {
-      const missing = ids.length
-        ? (await unary(ann.get.bind(ann), { collection: alias, ids, withVectors: false }, { timeoutMs: 10_000 }))
-            .missing
-        : [];
+      const missing = ids.length ? (await ann.get(alias, ids)).missing : [];
       if (missing.length === 0) {
         say(`${alias} already holds the ${docs} documents of ${corpus}: nothing to index`);
         return;

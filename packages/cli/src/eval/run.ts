@@ -1,9 +1,7 @@
 import { cpus, hostname } from "node:os";
+import { type Ann, point } from "@tandem/client";
 import { checkServedDims, EmbeddingModel, spaceAt, truncateNormalize } from "@tandem/model-runtime";
-import type { AnnClient } from "@tandem/proto";
-import { encodeVector, SearchRequest } from "@tandem/proto";
-import { unary } from "@tandem/service-kit";
-import { collectionInfo, ensureCollection, point, upsert } from "../clients.js";
+import { ensureCollection } from "../clients.js";
 import { type EvalSet, loadEvalSet, type SliceOptions } from "./beir.js";
 import { EmbeddingCache } from "./embedding-cache.js";
 import { quantile, type Scores, score } from "./metrics.js";
@@ -49,7 +47,7 @@ export interface EvalOptions {
   modes: ModeId[];
   slice: SliceOptions;
   /** Needed by the dense modes only. */
-  ann?: AnnClient;
+  ann?: Ann;
   annLabel: string;
   /** HNSW beam width of every search (>= 100, the deepest rank scored). */
   ef: number;
@@ -74,7 +72,7 @@ export interface EvalOptions {
   log: (line: string) => void;
 }
 
-type DenseOptions = EvalOptions & { ann: AnnClient };
+type DenseOptions = EvalOptions & { ann: Ann };
 
 export interface ModeResult {
   mode: ModeId;
@@ -269,7 +267,7 @@ async function indexTower(opts: DenseOptions, set: EvalSet, model: EmbeddingMode
     const points = set.docs.map((d) =>
       point(d.id, served.cut(cache.get(d.text) as Float32Array), { title: d.title, text: d.text.slice(0, 300) }),
     );
-    await upsert(opts.ann, name, points);
+    await opts.ann.upsert(name, points, { deadlineMs: 600_000 });
   }
   opts.log(`${reused ? "reused" : "wrote"} ANN collection ${name} (${set.docs.length} vectors, space ${served.space})`);
   return { name, source: reused ? "reused" : "written", embedded: missing.length, cached };
@@ -277,14 +275,14 @@ async function indexTower(opts: DenseOptions, set: EvalSet, model: EmbeddingMode
 
 /** An existing collection (an alias resolves) that must hold every document of the set, in the model's space. */
 async function checkExisting(
-  ann: AnnClient,
+  ann: Ann,
   set: EvalSet,
   name: string,
   model: EmbeddingModel,
   dims: number | undefined,
   log: (line: string) => void,
 ): Promise<TowerCollection> {
-  const info = await collectionInfo(ann, name);
+  const info = await ann.find(name);
   if (!info) throw new Error(`collection ${name} does not exist`);
   const { space } = servedWidth(model, dims);
   if (info.space !== space) {
@@ -293,7 +291,7 @@ async function checkExisting(
   let missing = 0;
   for (let i = 0; i < set.docs.length; i += 1000) {
     const ids = set.docs.slice(i, i + 1000).map((d) => d.id);
-    const res = await unary(ann.get.bind(ann), { collection: name, ids, withVectors: false }, { timeoutMs: 30_000 });
+    const res = await ann.get(name, ids, { deadlineMs: 30_000 });
     missing += res.missing.length;
   }
   if (missing > 0)
@@ -335,19 +333,11 @@ async function runMode(
     const t0 = performance.now();
     const [vector] = await q.embed([query.text], "query");
     encodeMs.push(performance.now() - t0);
-    const bytes = encodeVector(cut(vector as Float32Array));
+    const byVector = { collection, k: SEARCH_K, vector: cut(vector as Float32Array), withPayload: false };
     const s0 = performance.now();
-    const hnsw = await unary(
-      opts.ann.search.bind(opts.ann),
-      SearchRequest.fromPartial({ collection, k: SEARCH_K, query: { $case: "vector", value: bytes }, ef: opts.ef }),
-      { timeoutMs: 30_000 },
-    );
+    const hnsw = await opts.ann.search({ ...byVector, ef: opts.ef }, { deadlineMs: 30_000 });
     searchMs.push(performance.now() - s0);
-    const exact = await unary(
-      opts.ann.search.bind(opts.ann),
-      SearchRequest.fromPartial({ collection, k: SEARCH_K, query: { $case: "vector", value: bytes }, exact: true }),
-      { timeoutMs: 30_000 },
-    );
+    const exact = await opts.ann.search({ ...byVector, exact: true }, { deadlineMs: 30_000 });
     hnswRuns.set(
       query.id,
       hnsw.hits.map((h) => h.id),
