@@ -3,15 +3,17 @@
 // the typed error, the retry of an idempotent call while a service starts late, and deadlines.
 // One small bundle (all-minilm-l6-v2) is teacher and student alike, so the test stays quick on 2 cores.
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { status } from "@grpc/grpc-js";
+import { annConfig, startAnn } from "@tandem/ann";
 import { Ann, isRpcError, parsePayload, RpcError, TandemClient } from "@tandem/client";
 import { dropNamespace } from "@tandem/doc-indexer";
 import { JobState } from "@tandem/proto";
 import { Redis } from "ioredis";
+import { makeTestPki } from "../support/certs.js";
 import { freePort } from "../support/net.js";
 import { bundleDir } from "../support/paths.js";
 import { startServiceProcess } from "../support/process.js";
@@ -228,6 +230,45 @@ describe("@tandem/client retries UNAVAILABLE, bounded, only for idempotent calls
       assert.ok(Date.now() - t0 < 500, `CreateCollection was not retried (${Date.now() - t0} ms)`);
     } finally {
       ann.close();
+    }
+  });
+});
+
+describe("@tandem/client speaks the services' security: TLS, a client certificate, bearer tokens", () => {
+  it("reaches an mTLS + token ANN service with a token given as a value or as a file", async () => {
+    const pki = makeTestPki();
+    const dir = mkdtempSync(join(tmpdir(), "tandem-client-sec-"));
+    writeFileSync(join(dir, "tokens"), "client s3cret-token\n");
+    writeFileSync(join(dir, "token"), "s3cret-token\n");
+    const ann = await startAnn(
+      annConfig({
+        PORT: "0",
+        HOST: "127.0.0.1",
+        DATA_DIR: join(dir, "ann"),
+        LOG_LEVEL: "warn",
+        TLS_CERT_FILE: pki.cert,
+        TLS_KEY_FILE: pki.key,
+        TLS_CLIENT_CA_FILE: pki.caCert,
+        AUTH_TOKENS_FILE: join(dir, "tokens"),
+      }),
+    );
+    const tls = { caFile: pki.caCert, certFile: pki.cert, keyFile: pki.key };
+    const address = `127.0.0.1:${ann.port}`;
+    const clients = [
+      new Ann({ address, security: tls }),
+      new Ann({ address, security: tls, token: "s3cret-token" }),
+      new Ann({ address, security: { ...tls, tokenFile: join(dir, "token") } }),
+    ];
+    try {
+      const [tokenless, byValue, byFile] = clients as [Ann, Ann, Ann];
+      await expectRpcError(tokenless.listCollections(), status.UNAUTHENTICATED);
+      assert.deepEqual(await byValue.listCollections(), []);
+      assert.deepEqual(await byFile.listAliases(), []);
+    } finally {
+      for (const c of clients) c.close();
+      await ann.stop();
+      pki.cleanup();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
