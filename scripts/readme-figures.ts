@@ -2,6 +2,8 @@
 // `<!-- /generated:NAME -->` markers, so nothing in them is edited by hand:
 //   config      the configuration tables, from the services' zod schemas (the enforced ones)
 //   eval        one table per report in docs/figures/eval-*.json (saved by `tandem eval --json`)
+//   teachers    the symmetric rows (teacher/teacher, student/student, BM25) of every report in eval-*.json
+//               and teacher-*.json, one row per model and width, the datasets side by side
 //   bench-*     the output of a benchmark run, saved in docs/figures/bench-*.txt
 //   distill-*   a distilled student's release (training/artifacts/<name>/provenance.json) and the dose
 //               curve its run logged (docs/figures/distill-<name>.jsonl)
@@ -185,8 +187,58 @@ function distillFigures(artifact: string): string {
   ].join("\n");
 }
 
+const readReports = (prefix: string): EvalReport[] =>
+  figureFiles(prefix, ".json").map((f) => JSON.parse(readFileSync(join(FIGURES, f), "utf8")) as EvalReport);
+
+/**
+ * Models compared as they would serve both sides: exact search (the graph's
+ * loss is the ANN's, not the model's), one row per document bundle and space,
+ * a column pair per dataset; "—" where a model has not been scored on a set.
+ */
+function teacherTable(): string {
+  const reports = [...readReports("eval-"), ...readReports("teacher-")];
+  if (reports.length === 0) throw new Error(`no eval report in ${FIGURES}`);
+  const sets = [...new Set(reports.map((r) => r.dataset))].sort();
+  const rows = new Map<
+    string,
+    { model: string; space: string; scores: Map<string, string>; encode: Map<string, number> }
+  >();
+  for (const report of reports) {
+    for (const r of report.results.filter((x) => x.mode !== "st")) {
+      const [model, space] = r.mode === "bm25" ? ["BM25", "lexical"] : [`\`${r.docBundle}\``, `\`${r.space}\``];
+      const key = `${model} ${space}`;
+      const row = rows.get(key) ?? { model, space, scores: new Map(), encode: new Map() };
+      row.scores.set(report.dataset, `${(r.exact.ndcg10 * 100).toFixed(2)} | ${(r.exact.recall100 * 100).toFixed(2)}`);
+      row.encode.set(report.dataset, r.encodeP50Ms);
+      rows.set(key, row);
+    }
+  }
+  const head = ["model", "space", ...sets.flatMap((s) => [`${s} nDCG@10`, `${s} Recall@100`]), "query encode p50 ms"];
+  // Dense models by name, widest space first; the lexical baseline last.
+  const width = (space: string) => Number(space.match(/\/(\d+)`$/)?.[1] ?? 0);
+  const ordered = [...rows.values()].sort(
+    (a, b) =>
+      Number(a.model === "BM25") - Number(b.model === "BM25") ||
+      a.model.localeCompare(b.model) ||
+      width(b.space) - width(a.space),
+  );
+  const body = ordered.map((row) => {
+    const scores = sets.map((s) => row.scores.get(s) ?? "— | —");
+    const encode = sets.map((s) => row.encode.get(s)?.toFixed(1) ?? "—").join(" / ");
+    return `| ${[row.model, row.space, ...scores, encode].join(" | ")} |`;
+  });
+  return [
+    `| ${head.join(" | ")} |`,
+    `|${" --- |".repeat(head.length)}`,
+    ...body,
+    "",
+    `_Exact search, so the figures compare models, not graphs; encode p50 per dataset (${sets.join(" / ")}), one query per call, on ${reports[0]?.machine ?? "an unnamed machine"}. Sources: docs/figures/eval-*.json and docs/figures/teacher-*.json._`,
+  ].join("\n");
+}
+
 function render(name: string): string {
   if (name.startsWith("distill-")) return distillFigures(name.slice("distill-".length));
+  if (name === "teachers") return teacherTable();
   if (name === "config") return configTables();
   if (name === "eval") {
     const files = figureFiles("eval-", ".json");
