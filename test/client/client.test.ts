@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { status } from "@grpc/grpc-js";
 import { annConfig, startAnn } from "@tandem/ann";
-import { Ann, isRpcError, parsePayload, RpcError, TandemClient } from "@tandem/client";
+import { Ann, isRpcError, parsePayload, point, RpcError, TandemClient } from "@tandem/client";
 import { dropNamespace } from "@tandem/doc-indexer";
 import { JobState } from "@tandem/proto";
 import { Redis } from "ioredis";
@@ -268,6 +268,26 @@ describe("@tandem/client speaks the services' security: TLS, a client certificat
       for (const c of clients) c.close();
       await ann.stop();
       pki.cleanup();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("@tandem/client streams", () => {
+  it("an Upsert refused while the writer waits on back-pressure rejects, typed, instead of waiting forever", {
+    timeout: 60_000,
+  }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), "tandem-client-stream-"));
+    const svc = await startAnn(annConfig({ PORT: "0", HOST: "127.0.0.1", DATA_DIR: dir, LOG_LEVEL: "warn" }));
+    const ann = new Ann({ address: `127.0.0.1:${svc.port}` });
+    try {
+      // ~60 MB: far past HTTP/2's flow-control window, so the writer blocks on "drain" after the refusal.
+      const points = Array.from({ length: 40_000 }, (_, i) => point(`p${i}`, new Float32Array(384).fill(i % 7)));
+      const err = await expectRpcError(ann.upsert("no-such-collection", points), status.NOT_FOUND);
+      assert.equal(err.method, "Ann.Upsert");
+    } finally {
+      ann.close();
+      await svc.stop();
       rmSync(dir, { recursive: true, force: true });
     }
   });

@@ -1,3 +1,4 @@
+import { once } from "node:events";
 import { type ClientWritableStream, status } from "@grpc/grpc-js";
 import {
   type Document,
@@ -49,51 +50,48 @@ export class Indexer extends ServiceClient<IndexerClient> {
    * honouring back-pressure. Sent once. Resolves with the job id and the documents refused, each
    * with its position and reason.
    */
-  submit(
+  async submit(
     collection: string,
     documents: Iterable<SubmitDocument> | AsyncIterable<SubmitDocument>,
     opts: CallOptions & { docsPerMessage?: number } = {},
   ): Promise<SubmitResponse> {
     const perMessage = opts.docsPerMessage ?? 256;
     const deadlineMs = this.streamDeadline(opts);
-    return new Promise<SubmitResponse>((resolve, reject) => {
-      let failed = false;
-      const call: ClientWritableStream<SubmitRequest> = this.client.submit(
+    let call!: ClientWritableStream<SubmitRequest>;
+    const answer = new Promise<SubmitResponse>((resolve, reject) => {
+      call = this.client.submit(
         this.metadata(),
         { deadline: deadlineMs === undefined ? undefined : Date.now() + deadlineMs },
-        (err, res) => {
-          failed = err !== null;
-          return err ? reject(this.fail(err, "Submit")) : resolve(res);
-        },
+        (err, res) => (err ? reject(this.fail(err, "Submit")) : resolve(res)),
       );
-      opts.signal?.addEventListener("abort", () => call.cancel(), { once: true });
-      const write = async (docs: Document[]) => {
-        if (!call.write({ collection, documents: docs })) {
-          // A stream that failed meanwhile never drains: its callback has rejected already.
-          await new Promise<void>((r) => {
-            call.once("drain", r);
-            call.once("error", () => r());
-          });
+    });
+    // A refusal mid-stream ends the reading of `documents`; it is thrown by the `return` below.
+    let failed = false;
+    answer.catch(() => {
+      failed = true;
+    });
+    opts.signal?.addEventListener("abort", () => call.cancel(), { once: true });
+    try {
+      let batch: Document[] = [];
+      for await (const d of documents) {
+        if (failed) break;
+        batch.push({ id: d.id, text: d.text, payloadJson: d.payloadJson ?? "" });
+        if (batch.length >= perMessage) {
+          // The answer settles a stream that failed (grpc-js sends no "error" event for it).
+          if (!call.write({ collection, documents: batch })) await Promise.race([once(call, "drain"), answer]);
+          batch = [];
         }
-      };
-      (async () => {
-        let batch: Document[] = [];
-        for await (const d of documents) {
-          if (failed) return;
-          batch.push({ id: d.id, text: d.text, payloadJson: d.payloadJson ?? "" });
-          if (batch.length >= perMessage) {
-            await write(batch);
-            batch = [];
-          }
-        }
+      }
+      if (!failed) {
         // Always one last message, even empty: it names the collection of an empty submission.
         call.write({ collection, documents: batch });
         call.end();
-      })().catch((err: unknown) => {
-        call.cancel();
-        reject(err);
-      });
-    });
+      }
+    } catch (err) {
+      call.cancel();
+      throw err;
+    }
+    return answer;
   }
 
   /** A file the indexer's workers read themselves (a server-side path); `limit` 0: all of it. Sent once. */

@@ -1,3 +1,4 @@
+import { once } from "node:events";
 import { type ClientWritableStream, Metadata } from "@grpc/grpc-js";
 import type { AnnClient, Point, UpsertRequest, UpsertResponse } from "@tandem/proto";
 
@@ -60,21 +61,10 @@ export class UpsertStream {
 
   private async send(points: Point[]): Promise<void> {
     this.sent += points.length;
-    const more = this.call.write({ collection: this.collection, points });
-    if (!more) {
-      await new Promise<void>((resolve, reject) => {
-        const onDrain = () => {
-          this.call.off("error", onError);
-          resolve();
-        };
-        const onError = (e: Error) => {
-          this.call.off("drain", onDrain);
-          reject(this.fail(e));
-        };
-        this.call.once("drain", onDrain);
-        this.call.once("error", onError);
-      });
-    }
+    // grpc-js reports a failed client stream through its callback, never as an "error" event:
+    // waiting on "drain" alone would wait forever for a stream that has ended.
+    if (!this.call.write({ collection: this.collection, points }))
+      await Promise.race([once(this.call, "drain"), this.done]);
   }
 
   /** Flushes, half-closes, and waits for the acknowledgement; checks the count the service reports. */
