@@ -10,7 +10,7 @@ import {
   type SubmitRequest,
   type SubmitResponse,
 } from "@tandem/proto";
-import { DEFAULT_RETRY_LIMIT_MS, type RetryNotice, retryUnavailable, unary } from "@tandem/service-kit";
+import { DEFAULT_RETRY_LIMIT_MS, type RetryNotice } from "@tandem/service-kit";
 import type { CallOptions, ServiceOptions } from "./options.js";
 import { ServiceClient } from "./service-client.js";
 
@@ -116,27 +116,19 @@ export class Indexer extends ServiceClient<IndexerClient> {
    */
   async *follow(jobId: string, opts: FollowOptions = {}): AsyncGenerator<JobStatusResponse, void> {
     const poll = () =>
-      retryUnavailable(
-        () =>
-          unary(
-            this.client.jobStatus.bind(this.client),
-            { jobId },
-            {
-              timeoutMs: opts.pollDeadlineMs ?? 30_000,
-              metadata: this.metadata(),
-              signal: opts.signal,
-            },
-          ),
+      this.call(
+        "JobStatus",
+        this.client.jobStatus,
+        { jobId },
+        { deadlineMs: opts.pollDeadlineMs ?? 30_000, signal: opts.signal },
+        "idempotent",
+        // A slow answer is not a failed job either: retried like an outage.
         {
           limitMs: opts.retryForMs ?? DEFAULT_RETRY_LIMIT_MS,
-          // A slow answer is not a failed job either.
           codes: [status.UNAVAILABLE, status.DEADLINE_EXCEEDED],
-          signal: opts.signal,
           onRetry: opts.onRetry,
         },
-      ).catch((err: unknown) => {
-        throw this.fail(err, "JobStatus");
-      });
+      );
     for (;;) {
       const s = await poll();
       yield s;

@@ -1,5 +1,5 @@
 import { type ChannelCredentials, type Client, type ClientOptions, Metadata } from "@grpc/grpc-js";
-import { bearerMetadata, clientTransport, retryUnavailable, unary } from "@tandem/service-kit";
+import { bearerMetadata, clientTransport, type RetryPolicy, retryUnavailable, unary } from "@tandem/service-kit";
 import { toRpcError } from "./errors.js";
 import { type CallOptions, DEFAULTS, type ServiceOptions } from "./options.js";
 
@@ -32,13 +32,17 @@ export abstract class ServiceClient<C extends Client> {
     this.client.close();
   }
 
-  /** One unary call, retried on UNAVAILABLE when `idempotency` allows it. */
+  /**
+   * One unary call, retried on UNAVAILABLE when `idempotency` allows it, as the service's options
+   * say or, for a call with its own needs (a job's follow), as `policy` says.
+   */
   protected async call<Req, Res>(
     method: string,
     fn: UnaryMethod<Req, Res>,
     request: Req,
     opts: CallOptions,
     idempotency: Idempotency,
+    policy?: Omit<RetryPolicy, "signal">,
   ): Promise<Res> {
     const once = () =>
       unary(fn.bind(this.client), request, {
@@ -46,7 +50,7 @@ export abstract class ServiceClient<C extends Client> {
         metadata: this.metadata(),
         signal: opts.signal,
       });
-    const retry = this.options.retry ?? DEFAULTS.retry;
+    const retry = policy ?? this.options.retry ?? DEFAULTS.retry;
     try {
       if (idempotency === "once" || retry === false) return await once();
       return await retryUnavailable(once, { ...retry, signal: opts.signal });
