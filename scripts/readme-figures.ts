@@ -13,8 +13,8 @@
 //        pnpm readme --check   exit 1 when a README differs from what would be written
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { markdownTable } from "../packages/cli/src/eval/report.js";
-import type { EvalReport } from "../packages/cli/src/eval/run.js";
+import { markdownTable } from "../apps/cli/src/eval/report.js";
+import type { EvalReport } from "../apps/cli/src/eval/run.js";
 import { commonConfig } from "../packages/service-kit/src/config.js";
 import { annConfigSchema } from "../services/ann/src/config.js";
 import { indexerConfigSchema } from "../services/doc-indexer/src/config.js";

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The one test command (`pnpm test`): lint, typecheck, then every *.test.ts
-// under packages/, services/ and test/ with node's test runner (one file at a
+// under apps/, packages/, services/ and test/ with node's test runner (one file at a
 // time: the integration tests start real servers and share 2 cores), then the
 // Python model-tooling tests. Pass file paths to run only those node tests.
 import { spawnSync } from "node:child_process";
@@ -30,7 +30,9 @@ if (only.length === 0) {
   run("pnpm", ["exec", "biome", "check", "."]);
   run("pnpm", ["exec", "tsc", "-p", "tsconfig.json", "--noEmit"]);
 }
-const files = only.length ? only : ["packages", "services", "test"].flatMap((d) => findTests(join(root, d))).sort();
+const files = only.length
+  ? only
+  : ["apps", "packages", "services", "test"].flatMap((d) => findTests(join(root, d))).sort();
 run("node", [
   "--conditions=tandem-src",
   "--import",

@@ -10,7 +10,7 @@ import { Server, ServerCredentials, type ServerReadableStream, type sendUnaryDat
 import { Indexer } from "@tandem/client";
 import { parseCorpusLine, streamCorpusFile } from "@tandem/doc-indexer";
 import { type Document, IndexerService, type SubmitRequest, type SubmitResponse } from "@tandem/proto";
-import { EXAMPLE_CORPUS } from "../../packages/cli/src/paths.js";
+import { EXAMPLE_CORPUS } from "../../apps/cli/src/paths.js";
 import { buildExampleCorpus, CORPUS_FILE, chunkMarkdown, corpusJsonl } from "../../scripts/example-corpus.js";
 import { REPO_ROOT } from "../support/paths.js";
 

@@ -1,6 +1,7 @@
 // Dependencies point one way (DESIGN.md): apps → services → packages, never upward, and no service
-// on another (what two services share lives in packages/). packages/cli is the app until it moves
-// to apps/cli. @tandem/client, the one place gRPC clients are written, stands on packages only.
+// on another (what two services share lives in packages/). Each top folder is one layer: apps/ (the
+// `tandem` CLI), services/, packages/. @tandem/client, the one place gRPC clients are written, stands
+// on packages only.
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
@@ -17,18 +18,30 @@ interface Workspace {
   deps: string[];
 }
 
-const workspaces: Workspace[] = ["packages", "services"].flatMap((top) =>
+const LAYER_OF: Record<string, Layer> = { apps: "app", services: "service", packages: "package" };
+
+const workspaces: Workspace[] = Object.entries(LAYER_OF).flatMap(([top, layer]) =>
   readdirSync(join(REPO_ROOT, top)).map((d) => {
     const dir = `${top}/${d}`;
     const manifest = JSON.parse(readFileSync(join(REPO_ROOT, dir, "package.json"), "utf8")) as {
       name: string;
       dependencies?: Record<string, string>;
     };
-    const layer: Layer = dir === "packages/cli" ? "app" : top === "services" ? "service" : "package";
     return { dir, name: manifest.name, layer, deps: Object.keys(manifest.dependencies ?? {}) };
   }),
 );
 const byName = new Map(workspaces.map((w) => [w.name, w]));
+
+test("the workspaces are apps/*, services/* and packages/*, each layer present (the CLI is an app)", () => {
+  const workspaceYaml = readFileSync(join(REPO_ROOT, "pnpm-workspace.yaml"), "utf8");
+  for (const top of Object.keys(LAYER_OF)) assert.match(workspaceYaml, new RegExp(`^  - ${top}/\\*$`, "m"));
+  assert.equal(byName.get("@tandem/cli")?.dir, "apps/cli");
+  for (const layer of Object.values(LAYER_OF))
+    assert.ok(
+      workspaces.some((w) => w.layer === layer),
+      `no ${layer} workspace`,
+    );
+});
 
 function sources(dir: string, out: string[] = []): string[] {
   for (const name of readdirSync(dir)) {
@@ -65,4 +78,16 @@ test("@tandem/client depends on packages only: grpc-js, proto, service-kit", () 
   const client = byName.get("@tandem/client");
   assert.ok(client);
   assert.deepEqual([...client.deps].sort(), ["@grpc/grpc-js", "@tandem/proto", "@tandem/service-kit"]);
+});
+
+test("no src/ file reaches a higher layer by a relative path either", () => {
+  const above: Record<Layer, string[]> = { package: ["apps", "services"], service: ["apps"], app: [] };
+  for (const w of workspaces) {
+    for (const file of sources(join(REPO_ROOT, w.dir, "src"))) {
+      for (const [, spec] of readFileSync(file, "utf8").matchAll(/(?:from|import\()\s*"(\.[^"]*)"/g)) {
+        for (const top of above[w.layer])
+          assert.ok(!(spec as string).includes(`/${top}/`), `${file} imports ${spec}, above ${w.dir} (${w.layer})`);
+      }
+    }
+  }
 });

@@ -7,7 +7,7 @@ export function tandem(
   vars: Record<string, string> = {},
   timeoutMs = 60_000,
 ): Promise<{ code: number; stdout: string; stderr: string }> {
-  const argv = ["--conditions=tandem-src", "--import", "tsx", "packages/cli/src/main.ts", ...args];
+  const argv = ["--conditions=tandem-src", "--import", "tsx", "apps/cli/src/main.ts", ...args];
   return new Promise((resolve) => {
     execFile(
       process.execPath,
@@ -31,7 +31,7 @@ export interface RunningTandem {
 export function spawnTandem(args: string[], vars: Record<string, string> = {}): RunningTandem {
   const child = spawn(
     process.execPath,
-    ["--conditions=tandem-src", "--import", "tsx", "packages/cli/src/main.ts", ...args],
+    ["--conditions=tandem-src", "--import", "tsx", "apps/cli/src/main.ts", ...args],
     {
       cwd: REPO_ROOT,
       env: { ...process.env, ...vars },

@@ -2,7 +2,7 @@ import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
 export const REPO_ROOT = fileURLToPath(new URL("../..", import.meta.url));
-/** The same variables, with the same defaults, as the CLI's (packages/cli/src/paths.ts) and training/'s. */
+/** The same variables, with the same defaults, as the CLI's (apps/cli/src/paths.ts) and training/'s. */
 export const DATASETS =
   process.env.TANDEM_DATASETS_DIR ?? fileURLToPath(new URL("../../../shared/datasets", import.meta.url));
 export const MODELS = process.env.TANDEM_MODELS_DIR ?? `${REPO_ROOT}.cache/models`;

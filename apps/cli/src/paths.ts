@@ -2,7 +2,7 @@ import { existsSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
-/** The repository root (packages/cli/src -> ../../..): bundles, caches and .tandem/ live under it. */
+/** The repository root (apps/cli/src -> ../../..): bundles, caches and .tandem/ live under it. */
 export const REPO_ROOT = fileURLToPath(new URL("../../..", import.meta.url));
 
 /** Built model bundles (training/ writes them here). */
