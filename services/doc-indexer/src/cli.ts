@@ -9,8 +9,8 @@
 // hands the workers a path they can read (SubmitFile). Both then follow the job with a progress bar.
 import { parseArgs } from "node:util";
 import { Indexer } from "@tandem/client";
+import { streamCorpusFile } from "@tandem/corpus";
 import { JobState, type JobStatusResponse, type SubmitResponse } from "@tandem/proto";
-import { streamCorpusFile } from "./stream-file.js";
 
 const { values: opts, positionals } = parseArgs({
   allowPositionals: true,

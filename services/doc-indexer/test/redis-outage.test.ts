@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { type ServiceError, status } from "@grpc/grpc-js";
 import { Indexer } from "@tandem/client";
+import { streamCorpusFile } from "@tandem/corpus";
 import { JobState } from "@tandem/proto";
 import { type RetryNotice, unary } from "@tandem/service-kit";
 import { Redis } from "ioredis";
@@ -13,7 +14,6 @@ import { redisAway } from "../../../apps/cli/src/clients.js";
 import { followJob } from "../../../apps/cli/src/jobs.js";
 import { Keys, openQueue } from "../src/queue.js";
 import { type RunningIndexer, startIndexer } from "../src/service.js";
-import { streamCorpusFile } from "../src/stream-file.js";
 import {
   type AnnHandle,
   clients,

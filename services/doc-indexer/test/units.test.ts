@@ -3,8 +3,9 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
+import { parseCorpusLine } from "@tandem/corpus";
 import { formBatches, paddingWaste } from "../src/batch.js";
-import { parseCorpusLine, readRange, scanRanges } from "../src/corpus.js";
+import { readRange, scanRanges } from "../src/corpus.js";
 import { docFromStored, SubmissionValidator, storedPayload } from "../src/validate.js";
 
 const limits = { maxTextBytes: 100, maxPayloadBytes: 100, maxIdBytes: 10 };

@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs";
 import { status } from "@grpc/grpc-js";
 import { type Indexer, isRpcError } from "@tandem/client";
-import { streamCorpusFile } from "@tandem/doc-indexer";
+import { streamCorpusFile } from "@tandem/corpus";
 import { JobState, type SubmitResponse } from "@tandem/proto";
 import { address } from "../addresses.js";
 import { annClient, describeError, ensureCollection, indexerClient } from "../clients.js";

@@ -2,7 +2,7 @@ import { createReadStream, existsSync, mkdirSync } from "node:fs";
 import { createServer } from "node:net";
 import { basename, join } from "node:path";
 import { createInterface } from "node:readline";
-import { parseCorpusLine, streamCorpusFile } from "@tandem/doc-indexer";
+import { parseCorpusLine, streamCorpusFile } from "@tandem/corpus";
 import { resolveBundle } from "@tandem/model-runtime";
 import { JobState } from "@tandem/proto";
 import { address } from "../addresses.js";

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { parseCorpusLine } from "@tandem/doc-indexer";
+import { parseCorpusLine } from "@tandem/corpus";
 import type { Qrels } from "./metrics.js";
 
 /**

@@ -2,7 +2,7 @@ import { createReadStream } from "node:fs";
 import { createInterface } from "node:readline";
 import type { Indexer, SubmitDocument } from "@tandem/client";
 import type { SubmitResponse } from "@tandem/proto";
-import { parseCorpusLine } from "./corpus.js";
+import { parseCorpusLine } from "./parse.js";
 
 /** The first `limit` documents (0: all) of a local JSONL / BEIR corpus, as Submit sends them. */
 export async function* corpusDocuments(path: string, limit: number): AsyncGenerator<SubmitDocument> {
