@@ -1,48 +1,47 @@
-import { type Client, credentials, makeGenericClientConstructor, type ServiceError } from "@grpc/grpc-js";
+import {
+  type ChannelCredentials,
+  type Client,
+  credentials,
+  loadPackageDefinition,
+  type ServiceError,
+} from "@grpc/grpc-js";
+import { loadSync } from "@grpc/proto-loader";
+import { protoPath } from "grpc-health-check";
 
 /**
- * grpc.health.v1 Check, spoken directly: the request is `{string service = 1}`
- * and the answer `{ServingStatus status = 1}`, small enough to encode by hand
- * instead of loading health.proto at every CLI start.
+ * grpc.health.v1 Check, with the health.proto that grpc-health-check ships (the same one the
+ * services serve through service-kit), loaded on the first check rather than at every CLI start.
  */
 export type HealthStatus = "UNKNOWN" | "SERVING" | "NOT_SERVING" | "SERVICE_UNKNOWN" | "UNAVAILABLE";
-const STATUS: HealthStatus[] = ["UNKNOWN", "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN"];
 
-const HealthClient = makeGenericClientConstructor(
-  {
-    check: {
-      path: "/grpc.health.v1.Health/Check",
-      requestStream: false,
-      responseStream: false,
-      requestSerialize: (service: string) => {
-        const bytes = Buffer.from(service, "utf8");
-        // Field 1, wire type 2; names here are far below 128 bytes (one-byte length).
-        return bytes.length ? Buffer.concat([Buffer.from([0x0a, bytes.length]), bytes]) : Buffer.alloc(0);
-      },
-      requestDeserialize: (b: Buffer) => b.toString("utf8"),
-      responseSerialize: (s: number) => Buffer.from([0x08, s]),
-      // proto3 omits a zero enum: an empty body means UNKNOWN.
-      responseDeserialize: (b: Buffer) => (b.length >= 2 && b[0] === 0x08 ? (b[1] as number) : 0),
-    },
-  },
-  "grpc.health.v1.Health",
-);
+type HealthClient = Client & {
+  check(
+    request: { service: string },
+    options: { deadline: number },
+    cb: (err: ServiceError | null, response: { status: HealthStatus }) => void,
+  ): void;
+};
+type HealthClientConstructor = new (addr: string, creds: ChannelCredentials) => HealthClient;
 
-type CheckFn = (
-  service: string,
-  options: { deadline: number },
-  cb: (err: ServiceError | null, status: number) => void,
-) => void;
+let Health: HealthClientConstructor | undefined;
+function healthClient(): HealthClientConstructor {
+  if (!Health) {
+    // Enums as names, defaults on: proto3 omits a zero enum, which then reads back as "UNKNOWN".
+    const pkg = loadPackageDefinition(loadSync(protoPath, { enums: String, defaults: true })) as unknown as {
+      grpc: { health: { v1: { Health: HealthClientConstructor } } };
+    };
+    Health = pkg.grpc.health.v1.Health;
+  }
+  return Health;
+}
 
 /** The health of the server at `addr`, or "UNAVAILABLE" when nothing answers in time. */
 export function checkHealth(addr: string, timeoutMs = 1000, service = ""): Promise<HealthStatus> {
-  const client = new HealthClient(addr, credentials.createInsecure()) as unknown as Client & {
-    check: CheckFn;
-  };
+  const client = new (healthClient())(addr, credentials.createInsecure());
   return new Promise((resolve) => {
-    client.check(service, { deadline: Date.now() + timeoutMs }, (err, status) => {
+    client.check({ service }, { deadline: Date.now() + timeoutMs }, (err, response) => {
       client.close();
-      resolve(err ? "UNAVAILABLE" : (STATUS[status] ?? "UNKNOWN"));
+      resolve(err ? "UNAVAILABLE" : (response.status ?? "UNKNOWN"));
     });
   });
 }
