@@ -14,7 +14,7 @@ import {
 import { Registry } from "./collections.js";
 import { type AnnConfig, annConfig } from "./config.js";
 import { EncoderClient } from "./encoder-client.js";
-import { annHandlers } from "./server.js";
+import { annHandlers } from "./handlers.js";
 
 export { type AnnConfig, annConfig };
 

@@ -11,11 +11,11 @@ import {
 } from "@tandem/service-kit";
 import { AnnGateway } from "./ann-writer.js";
 import { type IndexerConfig, teacherDims } from "./config.js";
+import { indexerHandlers } from "./handlers.js";
 import { IndexerMetrics } from "./metrics.js";
 import { Producer } from "./producer.js";
 import { Keys, openDeadLetterQueue, openQueue } from "./queue.js";
 import { ConnectionWatch, connectRedis, storeName } from "./redis-connection.js";
-import { indexerHandlers } from "./server.js";
 import { checkStore } from "./store-checks.js";
 import { withStoreErrors } from "./store-errors.js";
 import { checkTeacher, TeacherRegistry } from "./teacher.js";

@@ -13,8 +13,8 @@ import { Batcher } from "./batcher.js";
 import { EmbeddingCache } from "./cache.js";
 import type { EncoderConfig } from "./config.js";
 import { Embedder } from "./embed.js";
+import { encoderHandlers } from "./handlers.js";
 import { type RunningHttpApi, startHttpApi } from "./http.js";
-import { encoderHandlers } from "./server.js";
 import { requestLimits } from "./validate.js";
 
 export interface RunningEncoder {
