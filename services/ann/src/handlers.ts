@@ -15,11 +15,11 @@ import {
   UnavailableError,
 } from "@tandem/service-kit";
 import type { Collection, CollectionMeta, NewPoint } from "./collection.js";
-import type { Registry } from "./collections.js";
 import type { AnnConfig } from "./config.js";
 import type { EncoderClient } from "./encoder-client.js";
 import { compileFilter } from "./filter.js";
 import { type MetricName, type Quantization, scoreOf } from "./hnsw.js";
+import type { Registry } from "./registry.js";
 import { checkCount, checkId, checkName, checkPayload, checkVector } from "./validate.js";
 
 /** validate -> resolve collection/alias -> (encode text) -> index/store -> respond */

@@ -11,10 +11,10 @@ import {
   startServer,
   upstreamSecurity,
 } from "@tandem/service-kit";
-import { Registry } from "./collections.js";
 import { type AnnConfig, annConfig } from "./config.js";
 import { EncoderClient } from "./encoder-client.js";
 import { annHandlers } from "./handlers.js";
+import { Registry } from "./registry.js";
 
 export { type AnnConfig, annConfig };
 

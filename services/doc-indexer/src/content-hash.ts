@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import type { Redis } from "ioredis";
-import type { Target } from "./ann-writer.js";
+import type { Target } from "./ann-gateway.js";
 import type { Keys } from "./queue.js";
 import type { Doc } from "./validate.js";
 

@@ -1,5 +1,5 @@
 export { parseCorpusLine, streamCorpusFile } from "@tandem/corpus";
-export { AnnGateway, type Target } from "./ann-writer.js";
+export { AnnGateway, type Target } from "./ann-gateway.js";
 export { type Batch, formBatches, paddingWaste } from "./batch.js";
 export { type IndexerConfig, indexerConfig, indexerConfigSchema } from "./config.js";
 export { scanRanges } from "./corpus.js";

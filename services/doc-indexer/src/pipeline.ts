@@ -1,6 +1,6 @@
 import type { EmbeddingModel, Tokenized } from "@tandem/model-runtime";
 import { encodeVector, type Point } from "@tandem/proto";
-import type { AnnGateway, Target } from "./ann-writer.js";
+import type { AnnGateway, Target } from "./ann-gateway.js";
 import { type Batch, formBatches } from "./batch.js";
 import type { ContentIndex } from "./content-hash.js";
 import type { IndexerMetrics } from "./metrics.js";

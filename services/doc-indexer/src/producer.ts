@@ -20,7 +20,7 @@ import {
 } from "@tandem/service-kit";
 import type { Job, Queue } from "bullmq";
 import type { Redis } from "ioredis";
-import type { AnnGateway, Target } from "./ann-writer.js";
+import type { AnnGateway, Target } from "./ann-gateway.js";
 import type { IndexerConfig } from "./config.js";
 import { scanRanges } from "./corpus.js";
 import { backlog, type ChunkProgress, type JobData, jobId, type Keys } from "./queue.js";

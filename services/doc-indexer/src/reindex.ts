@@ -3,7 +3,7 @@ import type { EmbeddingModel } from "@tandem/model-runtime";
 import { FailedPreconditionError, type Logger } from "@tandem/service-kit";
 import type { Queue } from "bullmq";
 import type { Redis } from "ioredis";
-import type { AnnGateway, Target } from "./ann-writer.js";
+import type { AnnGateway, Target } from "./ann-gateway.js";
 import type { ContentIndex } from "./content-hash.js";
 import { emptyCounts, type PipelineDeps, type WriteCounts, writeDocs } from "./pipeline.js";
 import type { ChunkProgress, IndexJob, JobData, Keys, ReindexJobData } from "./queue.js";

@@ -9,7 +9,7 @@ import {
   startServer,
   upstreamSecurity,
 } from "@tandem/service-kit";
-import { AnnGateway } from "./ann-writer.js";
+import { AnnGateway } from "./ann-gateway.js";
 import { type IndexerConfig, teacherDims } from "./config.js";
 import { indexerHandlers } from "./handlers.js";
 import { IndexerMetrics } from "./metrics.js";

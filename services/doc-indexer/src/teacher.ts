@@ -11,7 +11,7 @@ import type { ModelCard } from "@tandem/proto";
 import type { Logger } from "@tandem/service-kit";
 import { FailedPreconditionError } from "@tandem/service-kit";
 import type { Redis } from "ioredis";
-import type { Target } from "./ann-writer.js";
+import type { Target } from "./ann-gateway.js";
 import type { Keys } from "./queue.js";
 
 export interface TeacherOptions {

@@ -11,7 +11,7 @@ import {
 } from "@tandem/service-kit";
 import { UnrecoverableError, WaitingError, Worker } from "bullmq";
 import type { Redis } from "ioredis";
-import { AnnGateway, type Target } from "./ann-writer.js";
+import { AnnGateway, type Target } from "./ann-gateway.js";
 import { type IndexerConfig, teacherDims } from "./config.js";
 import { ContentIndex } from "./content-hash.js";
 import { readRange } from "./corpus.js";
