@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { after, test } from "node:test";
 import { annClient, loopbackEnv } from "../src/clients.js";
 import { loadEvalSet, readQrels } from "../src/eval/beir.js";
-import { EmbeddingCache } from "../src/eval/embedding-cache.js";
+import { DiskEmbeddingCache } from "../src/eval/disk-embedding-cache.js";
 import { pingRedis } from "../src/redis.js";
 
 const dir = mkdtempSync(join(tmpdir(), "tandem-cli-units-"));
@@ -14,7 +14,7 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 
 test("embedding cache: round trip, reopen, and a torn last record is cut off", () => {
   const path = join(dir, "cache.f32");
-  const a = EmbeddingCache.at(path, 3);
+  const a = DiskEmbeddingCache.at(path, 3);
   a.put([
     { text: "one", vector: new Float32Array([1, 2, 3]) },
     { text: "two", vector: new Float32Array([4, 5, 6]) },
@@ -22,13 +22,13 @@ test("embedding cache: round trip, reopen, and a torn last record is cut off", (
   a.put([{ text: "one", vector: new Float32Array([9, 9, 9]) }]); // already there: not appended again
   assert.equal(statSync(path).size, 2 * (32 + 12));
   appendFileSync(path, Buffer.alloc(20)); // a run killed mid-write
-  const b = EmbeddingCache.at(path, 3);
+  const b = DiskEmbeddingCache.at(path, 3);
   assert.equal(b.size, 2);
   assert.deepEqual(Array.from(b.get("two") ?? []), [4, 5, 6]);
   assert.equal(b.get("three"), undefined);
   assert.equal(statSync(path).size, 2 * (32 + 12), "the partial record is truncated");
   b.put([{ text: "three", vector: new Float32Array([7, 8, 9]) }]);
-  assert.deepEqual(Array.from(EmbeddingCache.at(path, 3).get("three") ?? []), [7, 8, 9]);
+  assert.deepEqual(Array.from(DiskEmbeddingCache.at(path, 3).get("three") ?? []), [7, 8, 9]);
 });
 
 test("BEIR loader: qrels with a header, queries without relevant docs dropped, a slice keeps judged docs", () => {

@@ -1,7 +1,7 @@
 import type { Tokenized } from "@tandem/model-runtime";
 import { CancelledError, DeadlineExceededError, type Meter, ResourceExhaustedError } from "@tandem/service-kit";
 
-export interface BatchLimits {
+export interface BatcherLimits {
   /** Padded tokens (rows x longest row) one graph run may take. */
   maxBatchTokens: number;
   maxBatchRequests: number;
@@ -40,7 +40,7 @@ export class Batcher {
 
   constructor(
     private readonly run: RunBatch,
-    private readonly limits: BatchLimits,
+    private readonly limits: BatcherLimits,
     meter: Meter,
   ) {
     this.batchRequests = meter.createHistogram("encoder_batch_requests", { description: "requests per batch" });

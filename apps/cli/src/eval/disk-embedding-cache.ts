@@ -14,7 +14,7 @@ import type { EmbeddingModel } from "@tandem/model-runtime";
  * the next open. Records are only ever appended, so two evals sharing a file
  * at worst embed the same text twice.
  */
-export class EmbeddingCache {
+export class DiskEmbeddingCache {
   private readonly vectors = new Map<string, Float32Array>();
   private readonly recordBytes: number;
 
@@ -26,7 +26,7 @@ export class EmbeddingCache {
   }
 
   /** The cache file for `model`'s document side. */
-  static open(dir: string, model: EmbeddingModel): EmbeddingCache {
+  static open(dir: string, model: EmbeddingModel): DiskEmbeddingCache {
     const info = model.info;
     // The ONNX sha256 names the weights; the settings that change a vector for
     // the same weights (prefix, truncation, pooling, normalisation, the dense
@@ -45,12 +45,12 @@ export class EmbeddingCache {
       .digest("hex")
       .slice(0, 12);
     mkdirSync(dir, { recursive: true });
-    return EmbeddingCache.at(join(dir, `${info.bundleSha256}-${settings}-document.f32`), info.dims);
+    return DiskEmbeddingCache.at(join(dir, `${info.bundleSha256}-${settings}-document.f32`), info.dims);
   }
 
   /** The cache in one file of `dims`-wide vectors. */
-  static at(path: string, dims: number): EmbeddingCache {
-    const cache = new EmbeddingCache(path, dims);
+  static at(path: string, dims: number): DiskEmbeddingCache {
+    const cache = new DiskEmbeddingCache(path, dims);
     cache.load();
     return cache;
   }
@@ -85,18 +85,18 @@ export class EmbeddingCache {
   }
 
   get(text: string): Float32Array | undefined {
-    return this.vectors.get(EmbeddingCache.key(text));
+    return this.vectors.get(DiskEmbeddingCache.key(text));
   }
 
   /** Appends vectors (one write per call, so a crash loses at most this batch). */
   put(entries: ReadonlyArray<{ text: string; vector: Float32Array }>): void {
-    const fresh = entries.filter((e) => !this.vectors.has(EmbeddingCache.key(e.text)));
+    const fresh = entries.filter((e) => !this.vectors.has(DiskEmbeddingCache.key(e.text)));
     if (fresh.length === 0) return;
     const buf = Buffer.allocUnsafe(fresh.length * this.recordBytes);
     fresh.forEach((e, r) => {
       if (e.vector.length !== this.dims) throw new Error(`vector of ${e.vector.length} dims, cache holds ${this.dims}`);
       const off = r * this.recordBytes;
-      Buffer.from(EmbeddingCache.key(e.text), "hex").copy(buf, off);
+      Buffer.from(DiskEmbeddingCache.key(e.text), "hex").copy(buf, off);
       for (let i = 0; i < this.dims; i++) buf.writeFloatLE(e.vector[i] as number, off + 32 + i * 4);
     });
     const fd = openSync(this.path, "a");
@@ -107,7 +107,7 @@ export class EmbeddingCache {
     } finally {
       closeSync(fd);
     }
-    for (const e of fresh) this.vectors.set(EmbeddingCache.key(e.text), e.vector);
+    for (const e of fresh) this.vectors.set(DiskEmbeddingCache.key(e.text), e.vector);
   }
 }
 

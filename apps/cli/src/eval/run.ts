@@ -3,7 +3,7 @@ import { type Ann, point } from "@tandem/client";
 import { checkServedDims, EmbeddingModel, spaceAt, truncateNormalize } from "@tandem/model-runtime";
 import { ensureCollection } from "../clients.js";
 import { type EvalSet, loadEvalSet, type SliceOptions } from "./beir.js";
-import { EmbeddingCache } from "./embedding-cache.js";
+import { DiskEmbeddingCache } from "./disk-embedding-cache.js";
 import { quantile, type Scores, score } from "./metrics.js";
 
 /**
@@ -228,7 +228,7 @@ export async function runEval(opts: EvalOptions): Promise<EvalReport> {
 /** Embeds the documents with `model` (cache first) and makes sure the ANN collection holds exactly them. */
 async function indexTower(opts: DenseOptions, set: EvalSet, model: EmbeddingModel): Promise<TowerCollection> {
   const tower = model.info.bundleName;
-  const cache = EmbeddingCache.open(opts.cacheDir, model);
+  const cache = DiskEmbeddingCache.open(opts.cacheDir, model);
   const missing = set.docs.filter((d) => !cache.get(d.text));
   const cached = set.docs.length - missing.length;
   if (missing.length > 0) {
