@@ -1,17 +1,29 @@
-"""The bundle manifest, format "tandem-bundle/1": the contract with the TypeScript model runtime
-(packages/model-runtime/src/manifest.ts validates the same fields)."""
+"""The bundle manifest, format "tandem-bundle/1": the contract with the TypeScript model runtime.
+Its fields are checked against packages/model-runtime/manifest.schema.json, the JSON Schema generated
+from the runtime's zod schema (`pnpm schema`), so both sides read one contract."""
 
 from __future__ import annotations
 
+import functools
+import json
 from datetime import datetime, timezone
 from typing import Any
 
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
+
 from . import BUILDER
+from .paths import REPO_ROOT
 from .sources import ModelSpec
 
 FORMAT = "tandem-bundle/1"
-REQUIRED = ("format", "name", "model_id", "role", "space", "dims", "hidden_size", "pooling", "normalize",
-            "max_tokens", "query_prefix", "document_prefix", "precision", "onnx", "dense", "tokenizer", "provenance")
+# Read from the repository, not package data: the package is installed editable from it (setup.sh),
+# and a copy would be one more file to keep in step.
+SCHEMA_FILE = REPO_ROOT / "packages" / "model-runtime" / "manifest.schema.json"
+MATRYOSHKA_RULE = "matryoshka_dims must be distinct positive integers below dims"
+# The builder's own rule, not the runtime's: bundles built here record where every byte came from.
+PROVENANCE_KEYS = ("source", "weights_sha256", "onnx_sha256", "tokenizer_sha256", "built_at", "builder", "checks",
+                   "training")
 
 
 def make_manifest(
@@ -46,57 +58,52 @@ def make_manifest(
     }
 
 
+@functools.cache
+def _schema_validator() -> Draft202012Validator:
+    return Draft202012Validator(json.loads(SCHEMA_FILE.read_text()))
+
+
+def _schema_problems(m: Any) -> list[str]:
+    problems: list[str] = []
+    # best_match descends into anyOf (dense: an object or null) to the error of the branch that fits best.
+    for e in (best_match([err]) for err in _schema_validator().iter_errors(m)):
+        where = ".".join(str(p) for p in e.absolute_path)
+        if e.validator == "required":
+            # One error per missing key, each carrying the whole list: name the keys the instance lacks.
+            problems += [f"missing key {where + '.' if where else ''}{k}" for k in e.validator_value
+                         if k not in e.instance]
+        elif e.absolute_path and e.absolute_path[0] == "matryoshka_dims":
+            # Half of the field's rule is here, half in validate(): one message for it either way.
+            problems.append(MATRYOSHKA_RULE)
+        else:
+            problems.append(f"{where or '(manifest)'}: {e.message}")
+    return list(dict.fromkeys(problems))
+
+
 def validate(m: Any) -> list[str]:
     """Problems with a manifest, empty when it satisfies the contract."""
-    if not isinstance(m, dict):
-        return ["manifest is not an object"]
-    problems = [f"missing key {k}" for k in REQUIRED if k not in m]
-    if problems:
+    problems = _schema_problems(m)
+    if problems:  # the rules below compare fields, so they need every field well-formed
         return problems
 
     def check(cond: bool, msg: str) -> None:
         if not cond:
             problems.append(msg)
 
-    def pos_int(v: Any) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool) and v > 0
-
-    check(m["format"] == FORMAT, f"format must be {FORMAT}")
-    for k in ("name", "model_id", "space"):
-        check(isinstance(m[k], str) and len(m[k]) > 0, f"{k} must be a non-empty string")
-    check(m["role"] in ("student", "teacher"), "role must be student|teacher")
-    check(pos_int(m["dims"]), "dims must be a positive integer")
-    check(pos_int(m["hidden_size"]), "hidden_size must be a positive integer")
-    check(m["pooling"] in ("mean", "cls"), "pooling must be mean|cls")
-    check(isinstance(m["normalize"], bool), "normalize must be a boolean")
-    check(pos_int(m["max_tokens"]) and m["max_tokens"] >= 2, "max_tokens must be an integer >= 2")
-    check(isinstance(m["query_prefix"], str) and isinstance(m["document_prefix"], str), "prefixes must be strings")
-    check(m["precision"] in ("fp32", "int8", "fp16"), "precision must be fp32|int8|fp16")
-    onnx = m["onnx"]
-    check(isinstance(onnx, dict) and isinstance(onnx.get("file"), str) and isinstance(onnx.get("output"), str)
-          and onnx.get("output_kind") in ("token", "pooled"), "onnx must be {file, output, output_kind token|pooled}")
-    dense = m["dense"]
+    # What JSON Schema cannot say, as parseManifest in packages/model-runtime/src/manifest.ts checks it.
+    dense = m.get("dense")
     if dense is None:
         check(m["hidden_size"] == m["dims"], "without dense, dims must equal hidden_size")
     else:
-        check(isinstance(dense, dict) and isinstance(dense.get("file"), str) and pos_int(dense.get("in"))
-              and pos_int(dense.get("out")) and isinstance(dense.get("bias"), bool), "dense must be {file,in,out,bias}")
-        if isinstance(dense, dict):
-            check(dense.get("in") == m["hidden_size"], "dense.in must equal hidden_size")
-            check(dense.get("out") == m["dims"], "dense.out must equal dims")
+        check(dense["in"] == m["hidden_size"], "dense.in must equal hidden_size")
+        check(dense["out"] == m["dims"], "dense.out must equal dims")
     # Optional (bundles built before it existed have none): smaller prefix sizes the vectors keep meaning at.
     mrl = m.get("matryoshka_dims", [])
-    check(isinstance(mrl, list) and all(pos_int(d) and pos_int(m["dims"]) and d < m["dims"] for d in mrl) and len(set(mrl)) == len(mrl),
-          "matryoshka_dims must be distinct positive integers below dims")
-    check(not mrl or m["normalize"] is True, "matryoshka_dims needs normalize: truncated vectors are re-normalised")
-    check(isinstance(m["tokenizer"], dict) and isinstance(m["tokenizer"].get("file"), str), "tokenizer.file required")
-    prov = m["provenance"]
-    if not isinstance(prov, dict):
-        problems.append("provenance must be an object")
-    else:
-        for k in ("source", "weights_sha256", "onnx_sha256", "tokenizer_sha256", "built_at", "builder", "checks",
-                  "training"):
-            check(k in prov, f"provenance.{k} missing")
-        check(isinstance(prov.get("onnx_sha256"), str) and len(prov.get("onnx_sha256", "")) == 64,
-              "provenance.onnx_sha256 must be a sha256 hex digest")
+    check(all(d < m["dims"] for d in mrl) and len(set(mrl)) == len(mrl), MATRYOSHKA_RULE)
+    check(not mrl or m["normalize"], "matryoshka_dims needs normalize: truncated vectors are re-normalised")
+    prov = m.get("provenance", {})
+    for k in PROVENANCE_KEYS:
+        check(k in prov, f"provenance.{k} missing")
+    check(isinstance(prov.get("onnx_sha256"), str) and len(prov.get("onnx_sha256", "")) == 64,
+          "provenance.onnx_sha256 must be a sha256 hex digest")
     return problems

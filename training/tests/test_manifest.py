@@ -51,3 +51,18 @@ def test_matryoshka_dims_are_optional_smaller_distinct_and_need_normalisation() 
     m = good()
     m["matryoshka_dims"], m["normalize"] = [64], False
     assert validate(m) == ["matryoshka_dims needs normalize: truncated vectors are re-normalised"]
+
+
+def test_field_rules_come_from_the_runtimes_schema() -> None:
+    m = good()
+    m["onnx"] = {"file": "model.onnx"}
+    assert validate(m) == ["missing key onnx.output", "missing key onnx.output_kind"]
+    m = good()
+    m["dense"] = {"file": "dense.f32", "in": 384, "out": "384", "bias": False}
+    assert validate(m) == ["dense.out: '384' is not of type 'integer'"]
+    m = good()
+    m["name"] = ""
+    assert validate(m) == ["name: '' should be non-empty"]
+    m = good()
+    del m["dense"]
+    assert validate(m) == [], "the runtime reads a missing dense as null"

@@ -7,7 +7,10 @@ import { BundleError } from "./errors.js";
 /**
  * The bundle manifest (format "tandem-bundle/1"), written by training/ and read
  * here. It is the one place that says how a graph's output becomes a vector in
- * a named embedding space.
+ * a named embedding space. training/ validates against the JSON Schema generated
+ * from it (MANIFEST_SCHEMA_FILE); the rules that compare fields with each other,
+ * which JSON Schema cannot say, are in parseManifest and again in
+ * training/tandem_training/manifest.py.
  */
 const ManifestSchema = z.object({
   format: z.literal("tandem-bundle/1"),
@@ -44,6 +47,22 @@ const ManifestSchema = z.object({
 });
 
 export type Manifest = z.infer<typeof ManifestSchema>;
+
+/** The committed JSON Schema of the manifest, relative to the repository root (`pnpm schema` writes it). */
+export const MANIFEST_SCHEMA_FILE = "packages/model-runtime/manifest.schema.json";
+
+/**
+ * The manifest's JSON Schema as committed: the input side of ManifestSchema, so
+ * fields with a default (dense, matryoshka_dims, provenance) are optional, as in
+ * bundles built before matryoshka_dims existed.
+ */
+export function manifestJsonSchema(): string {
+  const schema = {
+    $comment: "Generated from ManifestSchema in packages/model-runtime/src/manifest.ts by `pnpm schema`: do not edit.",
+    ...z.toJSONSchema(ManifestSchema, { io: "input" }),
+  };
+  return `${JSON.stringify(schema, null, 2)}\n`;
+}
 
 export interface ResolvedBundle {
   dir: string;
