@@ -23,8 +23,6 @@ import { startIndexer } from "../../src/service.js";
 export const SCIFACT = `${DATASETS}/scifact`;
 export const MINILM = `${MODELS}/all-minilm-l6-v2`;
 export const MINILM_SPACE = "all-minilm-l6-v2/384";
-/** The same model quantised to int8: a second teacher bundle in the same space. */
-export const MINILM_INT8 = `${MODELS}/all-minilm-l6-v2-int8`;
 export const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 
 export interface AnnHandle {
