@@ -8,6 +8,6 @@ export {
   resolveBundle,
   spaceAt,
 } from "./manifest.js";
-export { EmbeddingModel, type LoadOptions, type ModelInfo } from "./model.js";
+export { describeBundle, EmbeddingModel, type LoadOptions, type ModelInfo } from "./model.js";
 export { l2Normalize, truncateNormalize } from "./pool.js";
 export type { TextKind, Tokenized } from "./tokenize.js";

@@ -47,9 +47,6 @@ export class EmbeddingModel {
     private readonly dense: Dense | null,
   ) {}
 
-  /** Vectors are cut to this width before normalisation (Matryoshka); null serves the full width. */
-  private truncateTo: number | null = null;
-
   static async load(dir: string, opts: LoadOptions = {}): Promise<EmbeddingModel> {
     const bundle = await resolveBundle(dir);
     const m = bundle.manifest;
@@ -72,23 +69,8 @@ export class EmbeddingModel {
     } catch (err) {
       throw new BundleError(dir, `cannot load ${m.onnx.file}: ${(err as Error).message}`);
     }
-    const info: ModelInfo = {
-      modelId: m.model_id,
-      bundleName: m.name,
-      role: m.role,
-      space: spaceAt(m, dims),
-      dims,
-      maxTokens: m.max_tokens,
-      precision: m.precision,
-      pooling: m.pooling,
-      normalize: m.normalize,
-      queryPrefix: m.query_prefix,
-      documentPrefix: m.document_prefix,
-      bundleSha256: bundle.sha256,
-      executionProvider: backend.provider,
-    };
+    const info: ModelInfo = { ...describeBundle(bundle, dims), executionProvider: backend.provider };
     const model = new EmbeddingModel(bundle, info, tokenizer, backend, dense);
-    if (dims !== m.dims) model.truncateTo = dims;
     await model.checkGraphWidth(m);
     return model;
   }
@@ -122,8 +104,9 @@ export class EmbeddingModel {
       const dense = this.dense;
       vectors = vectors.map((v) => dense.apply(v));
     }
-    const cut = this.truncateTo;
-    if (cut !== null) return vectors.map((v) => truncateNormalize(v, cut));
+    // Served at a Matryoshka size: cut before normalising, so the prefix is a unit vector.
+    const cut = this.info.dims;
+    if (cut !== m.dims) return vectors.map((v) => truncateNormalize(v, cut));
     if (m.normalize) for (const v of vectors) l2Normalize(v);
     return vectors;
   }
@@ -148,6 +131,30 @@ export class EmbeddingModel {
       );
     }
   }
+}
+
+/**
+ * What a bundle is, read from its manifest alone, served at `dims` (its full
+ * width or a Matryoshka size): everything in ModelInfo except where it runs.
+ * A process that only reads the manifest (the indexer's API without a worker)
+ * describes the teacher with the same fields a loaded model reports.
+ */
+export function describeBundle(bundle: ResolvedBundle, dims: number): Omit<ModelInfo, "executionProvider"> {
+  const m = bundle.manifest;
+  return {
+    modelId: m.model_id,
+    bundleName: m.name,
+    role: m.role,
+    space: spaceAt(m, dims),
+    dims,
+    maxTokens: m.max_tokens,
+    precision: m.precision,
+    pooling: m.pooling,
+    normalize: m.normalize,
+    queryPrefix: m.query_prefix,
+    documentPrefix: m.document_prefix,
+    bundleSha256: bundle.sha256,
+  };
 }
 
 /** Padded tokens may exceed real tokens by this factor within one graph run. */

@@ -1,5 +1,5 @@
 import type { EmbeddingModel } from "@tandem/model-runtime";
-import { type ResolvedBundle, resolveBundle, spaceAt } from "@tandem/model-runtime";
+import { describeBundle, type ResolvedBundle, resolveBundle } from "@tandem/model-runtime";
 import type { IndexerService, ModelCard } from "@tandem/proto";
 import { type Handlers, InvalidArgumentError, ResourceExhaustedError } from "@tandem/service-kit";
 import type { Redis } from "ioredis";
@@ -97,22 +97,10 @@ export function indexerHandlers(deps: ServerDeps): Handlers<typeof IndexerServic
           bundle = undefined; // retried on the next call
         });
         const b = await bundle;
-        const m = b.manifest;
-        teacher = {
-          modelId: m.model_id,
-          bundleName: m.name,
-          role: m.role,
-          space: spaceAt(m, teacherDims(config) ?? m.dims),
-          dims: teacherDims(config) ?? m.dims,
-          maxTokens: m.max_tokens,
-          precision: m.precision,
-          pooling: m.pooling,
-          normalize: m.normalize,
-          queryPrefix: m.query_prefix,
-          documentPrefix: m.document_prefix,
-          bundleSha256: b.sha256,
+        teacher = modelCard({
+          ...describeBundle(b, teacherDims(config) ?? b.manifest.dims),
           executionProvider: (await deps.redis.get(deps.keys.provider())) ?? "",
-        };
+        });
       }
       return { teacher, queue: await producer.queueState() };
     },

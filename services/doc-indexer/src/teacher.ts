@@ -146,7 +146,8 @@ function widthFor(m: Manifest, space: string | undefined): number {
   return width;
 }
 
-export function modelCard(info: ModelInfo): ModelCard {
+/** A model's card; `executionProvider` is "" where no worker has said where the teacher runs. */
+export function modelCard(info: Omit<ModelInfo, "executionProvider"> & { executionProvider: string }): ModelCard {
   return {
     modelId: info.modelId,
     bundleName: info.bundleName,

@@ -89,6 +89,25 @@ describe("a teacher served at a Matryoshka size", () => {
     );
   });
 
+  it("an API without a worker describes the teacher from its manifest at the same width", async () => {
+    const api = await startIndexer(
+      testConfig(`${prefix}-api`, ann.port, { TEACHER_BUNDLE_DIR: bundle, TEACHER_DIMS: "128", RUN_WORKER: "false" }),
+    );
+    const apiClients = clients(api.port, ann.port);
+    try {
+      const info = await unary(apiClients.indexer.info.bind(apiClients.indexer), {});
+      assert.deepEqual(
+        [info.teacher?.bundleName, info.teacher?.space, info.teacher?.dims],
+        ["minilm-mrl", "all-minilm-l6-v2/128", 128],
+      );
+    } finally {
+      apiClients.indexer.close();
+      apiClients.ann.close();
+      await api.stop();
+      await cleanup(`${prefix}-api`);
+    }
+  });
+
   it("refuses at start-up a size the bundle does not declare", async () => {
     await assert.rejects(
       startIndexer(testConfig(`${prefix}-bad`, ann.port, { TEACHER_BUNDLE_DIR: bundle, TEACHER_DIMS: "100" })),
