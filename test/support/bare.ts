@@ -15,6 +15,28 @@ interface BareManifest {
  * pooling written out plainly, sharing no code with packages/model-runtime.
  * Tests compare the service against it; benchmarks use it as the floor.
  */
+/** Right-padded int64 feeds for a batch of token-id rows (token_type_ids as zeros when the graph takes them). */
+export function paddedFeeds(session: ort.InferenceSession, rows: number[][]): Record<string, ort.Tensor> {
+  const b = rows.length;
+  const t = Math.max(...rows.map((r) => r.length));
+  const ids = new BigInt64Array(b * t);
+  const mask = new BigInt64Array(b * t);
+  for (const [i, r] of rows.entries()) {
+    for (const [j, id] of r.entries()) {
+      ids[i * t + j] = BigInt(id);
+      mask[i * t + j] = 1n;
+    }
+  }
+  const feeds: Record<string, ort.Tensor> = {
+    input_ids: new ort.Tensor("int64", ids, [b, t]),
+    attention_mask: new ort.Tensor("int64", mask, [b, t]),
+  };
+  if (session.inputNames.includes("token_type_ids")) {
+    feeds.token_type_ids = new ort.Tensor("int64", new BigInt64Array(b * t), [b, t]);
+  }
+  return feeds;
+}
+
 export class BareEmbedder {
   private constructor(
     private readonly session: ort.InferenceSession,
@@ -39,24 +61,8 @@ export class BareEmbedder {
   }
 
   async embedIds(rows: number[][]): Promise<Float32Array[]> {
-    const b = rows.length;
     const t = Math.max(...rows.map((r) => r.length));
-    const ids = new BigInt64Array(b * t);
-    const mask = new BigInt64Array(b * t);
-    for (const [i, r] of rows.entries()) {
-      for (const [j, id] of r.entries()) {
-        ids[i * t + j] = BigInt(id);
-        mask[i * t + j] = 1n;
-      }
-    }
-    const feeds: Record<string, ort.Tensor> = {
-      input_ids: new ort.Tensor("int64", ids, [b, t]),
-      attention_mask: new ort.Tensor("int64", mask, [b, t]),
-    };
-    if (this.session.inputNames.includes("token_type_ids")) {
-      feeds.token_type_ids = new ort.Tensor("int64", new BigInt64Array(b * t), [b, t]);
-    }
-    const out = (await this.session.run(feeds))[this.m.onnx.output] as ort.Tensor;
+    const out = (await this.session.run(paddedFeeds(this.session, rows)))[this.m.onnx.output] as ort.Tensor;
     const h = out.dims[2] as number;
     const data = out.data as Float32Array;
     return rows.map((r, i) => {

@@ -30,6 +30,7 @@ import {
   testPrefix,
   waitJob,
 } from "../../../services/doc-indexer/test/support/harness.js";
+import { paddedFeeds } from "../../support/bare.js";
 import { MODELS } from "../../support/paths.js";
 
 const { values: args } = parseArgs({
@@ -84,24 +85,7 @@ async function benchBundle(bundle: string) {
       executionMode: "sequential",
     });
     const run = async (rows: number[][]) => {
-      const b = rows.length;
-      const t = Math.max(...rows.map((r) => r.length));
-      const ids = new BigInt64Array(b * t);
-      const mask = new BigInt64Array(b * t);
-      for (const [i, r] of rows.entries()) {
-        for (const [j, id] of r.entries()) {
-          ids[i * t + j] = BigInt(id);
-          mask[i * t + j] = 1n;
-        }
-      }
-      const feeds: Record<string, ort.Tensor> = {
-        input_ids: new ort.Tensor("int64", ids, [b, t]),
-        attention_mask: new ort.Tensor("int64", mask, [b, t]),
-      };
-      if (session.inputNames.includes("token_type_ids")) {
-        feeds.token_type_ids = new ort.Tensor("int64", new BigInt64Array(b * t), [b, t]);
-      }
-      await session.run(feeds);
+      await session.run(paddedFeeds(session, rows));
     };
     await run([tokenized[0]!.ids]); // warm-up, as the worker's load does
     const t0 = performance.now();
