@@ -4,9 +4,10 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 python="${PYTHON:-python3.11}"
-if [ ! -x "$here/.venv/bin/python" ]; then
+# pip is the last thing venv installs: without it the venv was cut short (an interrupted set-up) and is made anew.
+if [ ! -x "$here/.venv/bin/pip" ]; then
   echo "[setup] creating $here/.venv with $($python --version)"
-  "$python" -m venv "$here/.venv"
+  "$python" -m venv --clear "$here/.venv"
 fi
 echo "[setup] installing pinned requirements"
 "$here/.venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/requirements.txt"
