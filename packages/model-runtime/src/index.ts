@@ -1,5 +1,12 @@
+export type {
+  Backend,
+  BackendLoader,
+  ExecutionProvider,
+  GraphSpec,
+  RawOutput,
+  SessionOptions,
+} from "./backend.js";
 export { BundleError } from "./errors.js";
-export type { ExecutionProvider, SessionOptions } from "./infer.js";
 export {
   checkServedDims,
   type Manifest,
@@ -9,5 +16,5 @@ export {
   spaceAt,
 } from "./manifest.js";
 export { describeBundle, EmbeddingModel, type LoadOptions, type ModelInfo } from "./model.js";
-export { l2Normalize, truncateNormalize } from "./pool.js";
+export { l2Normalize, type Pooling, truncateNormalize } from "./pool.js";
 export type { TextKind, Tokenized } from "./tokenize.js";

@@ -4,7 +4,7 @@
 // (BullMQ lock renewal, gRPC acks, health checks). Here it holds up only this thread.
 // Plain JavaScript: a worker's entry file is loaded without the main thread's TypeScript
 // loader. It only creates the session it is given options for and runs the batches it
-// is sent; batching, packing, pooling and every check stay in infer.ts.
+// is sent; packing the batch and every check stay in infer.ts.
 import { parentPort, workerData } from "node:worker_threads";
 import * as ort from "onnxruntime-node";
 

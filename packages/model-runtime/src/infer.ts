@@ -1,26 +1,7 @@
 import { Worker } from "node:worker_threads";
 import type { InferenceSession } from "onnxruntime-node";
+import type { Backend, BackendLoader, ExecutionProvider, RawOutput } from "./backend.js";
 import type { Tokenized } from "./tokenize.js";
-
-export type ExecutionProvider = "cpu" | "cuda";
-
-export interface SessionOptions {
-  /** In order of preference; the first that loads wins. */
-  providers: ExecutionProvider[];
-  /** ORT intra-op threads; 0 lets ORT pick (one per physical core). */
-  intraOpThreads: number;
-}
-
-/** The graph's raw output for a padded batch. */
-export interface RawOutput {
-  data: Float32Array;
-  batch: number;
-  seqLen: number;
-  /** Width of the output: hidden size for token outputs, dims for pooled. */
-  width: number;
-  /** Attention mask used for the batch, row-major [batch][seqLen]. */
-  mask: Uint8Array;
-}
 
 /** What the inference thread (infer-thread.mjs) sends back. */
 type ThreadMessage =
@@ -38,20 +19,19 @@ interface Pending {
 const THREAD_ENTRY = new URL("./infer-thread.mjs", import.meta.url);
 
 /**
- * The one backend: an onnxruntime session over a padded int64 batch, kept behind
- * this small interface so the batcher and the pooling never see ORT. The session
+ * The onnxruntime backend: a session over a padded int64 batch. The session
  * lives on a thread of its own: onnxruntime-node runs a graph on the calling
  * thread, and a teacher batch of seconds there would stall the service's event
  * loop (BullMQ lock renewal, gRPC acks, health checks) for as long. The thread
  * keeps the process alive only while a run is in flight.
  */
-export class OrtBackend {
+class OrtBackend implements Backend {
   private readonly pending = new Map<number, Pending>();
   private nextId = 0;
   /** Why runs are refused from now on: the model was released, or its thread died. */
   private unusable: Error | null = null;
 
-  private constructor(
+  constructor(
     private readonly thread: Worker,
     readonly provider: ExecutionProvider,
     private readonly outputName: string,
@@ -68,44 +48,6 @@ export class OrtBackend {
     thread.on("exit", (code) => this.fail(new Error(`inference thread exited (code ${code})`)));
     thread.on("error", (err) => this.fail(new Error(`inference thread crashed: ${err.message}`)));
     thread.unref();
-  }
-
-  static async load(
-    onnxPath: string,
-    outputName: string,
-    opts: SessionOptions,
-    onFallback: (provider: ExecutionProvider, err: Error) => void,
-  ): Promise<OrtBackend> {
-    let lastError: Error | undefined;
-    for (const provider of opts.providers) {
-      const options: InferenceSession.SessionOptions = {
-        executionProviders: [provider],
-        graphOptimizationLevel: "all",
-        intraOpNumThreads: opts.intraOpThreads,
-        interOpNumThreads: 1,
-        executionMode: "sequential",
-      };
-      const thread = new Worker(THREAD_ENTRY, { workerData: { onnxPath, options } });
-      try {
-        const ready = await firstMessage(thread);
-        if (ready.kind !== "ready")
-          throw new Error(ready.kind === "failed" ? ready.message : `unexpected ${ready.kind}`);
-        if (!ready.outputNames.includes(outputName)) {
-          throw new Error(`graph has no output "${outputName}" (outputs: ${ready.outputNames.join(", ")})`);
-        }
-        for (const required of ["input_ids", "attention_mask"]) {
-          if (!ready.inputNames.includes(required)) {
-            throw new Error(`graph has no input "${required}" (inputs: ${ready.inputNames.join(", ")})`);
-          }
-        }
-        return new OrtBackend(thread, provider, outputName, ready.inputNames.includes("token_type_ids"));
-      } catch (err) {
-        await thread.terminate();
-        lastError = err as Error;
-        onFallback(provider, lastError);
-      }
-    }
-    throw lastError ?? new Error("no execution provider configured");
   }
 
   async run(items: readonly Tokenized[]): Promise<RawOutput> {
@@ -157,6 +99,39 @@ export class OrtBackend {
     this.pending.clear();
   }
 }
+
+/** The default backend of `EmbeddingModel.load`. */
+export const loadOrtBackend: BackendLoader = async (graph, opts, onFallback) => {
+  let lastError: Error | undefined;
+  for (const provider of opts.providers) {
+    const options: InferenceSession.SessionOptions = {
+      executionProviders: [provider],
+      graphOptimizationLevel: "all",
+      intraOpNumThreads: opts.intraOpThreads,
+      interOpNumThreads: 1,
+      executionMode: "sequential",
+    };
+    const thread = new Worker(THREAD_ENTRY, { workerData: { onnxPath: graph.path, options } });
+    try {
+      const ready = await firstMessage(thread);
+      if (ready.kind !== "ready") throw new Error(ready.kind === "failed" ? ready.message : `unexpected ${ready.kind}`);
+      if (!ready.outputNames.includes(graph.output)) {
+        throw new Error(`graph has no output "${graph.output}" (outputs: ${ready.outputNames.join(", ")})`);
+      }
+      for (const required of ["input_ids", "attention_mask"]) {
+        if (!ready.inputNames.includes(required)) {
+          throw new Error(`graph has no input "${required}" (inputs: ${ready.inputNames.join(", ")})`);
+        }
+      }
+      return new OrtBackend(thread, provider, graph.output, ready.inputNames.includes("token_type_ids"));
+    } catch (err) {
+      await thread.terminate();
+      lastError = err as Error;
+      onFallback(provider, lastError);
+    }
+  }
+  throw lastError ?? new Error("no execution provider configured");
+};
 
 /** The thread's next message (of `kind`, when given); its exit or crash first is an error. */
 function firstMessage(thread: Worker, kind?: ThreadMessage["kind"]): Promise<ThreadMessage> {

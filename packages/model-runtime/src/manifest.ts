@@ -3,6 +3,7 @@ import { createReadStream, existsSync, readFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { z } from "zod";
 import { BundleError } from "./errors.js";
+import { POOLINGS, type Pooling } from "./pool.js";
 
 /**
  * The bundle manifest (format "tandem-bundle/1"), written by training/ and read
@@ -20,7 +21,7 @@ const ManifestSchema = z.object({
   space: z.string().min(1),
   dims: z.number().int().positive(),
   hidden_size: z.number().int().positive(),
-  pooling: z.enum(["mean", "cls"]),
+  pooling: z.enum(POOLINGS),
   normalize: z.boolean(),
   max_tokens: z.number().int().min(2),
   query_prefix: z.string(),
@@ -143,7 +144,7 @@ function fromSentenceTransformers(dir: string): Manifest {
   if (modules.some((m) => m.type?.endsWith("Dense"))) {
     throw new BundleError(dir, "sentence-transformers Dense modules are not supported: export a bundle with training/");
   }
-  let mode: "mean" | "cls";
+  let mode: Pooling;
   if (pooling.pooling_mode_mean_tokens === true) mode = "mean";
   else if (pooling.pooling_mode_cls_token === true) mode = "cls";
   else {

@@ -1,9 +1,10 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import type { Backend, BackendLoader, ExecutionProvider, SessionOptions } from "./backend.js";
 import { BundleError } from "./errors.js";
-import { type ExecutionProvider, OrtBackend, type SessionOptions } from "./infer.js";
+import { loadOrtBackend } from "./infer.js";
 import { checkServedDims, type Manifest, type ResolvedBundle, resolveBundle, spaceAt } from "./manifest.js";
-import { Dense, l2Normalize, poolTokens, splitPooled, truncateNormalize } from "./pool.js";
+import { Dense, l2Normalize, type Pooling, poolTokens, splitPooled, truncateNormalize } from "./pool.js";
 import { type TextKind, TextTokenizer, type Tokenized } from "./tokenize.js";
 
 export interface ModelInfo {
@@ -14,7 +15,7 @@ export interface ModelInfo {
   dims: number;
   maxTokens: number;
   precision: string;
-  pooling: string;
+  pooling: Pooling;
   normalize: boolean;
   queryPrefix: string;
   documentPrefix: string;
@@ -31,6 +32,8 @@ export interface LoadOptions extends Partial<SessionOptions> {
   dims?: number;
   /** Called when a preferred execution provider fails to load and the next is tried. */
   onProviderFallback?: (provider: ExecutionProvider, err: Error) => void;
+  /** What runs the graph. Default: onnxruntime (loadOrtBackend). */
+  backend?: BackendLoader;
 }
 
 /**
@@ -43,7 +46,7 @@ export class EmbeddingModel {
     readonly bundle: ResolvedBundle,
     readonly info: ModelInfo,
     private readonly tokenizer: TextTokenizer,
-    private readonly backend: OrtBackend,
+    private readonly backend: Backend,
     private readonly dense: Dense | null,
   ) {}
 
@@ -58,11 +61,10 @@ export class EmbeddingModel {
     const refused = checkServedDims(m, dims);
     if (refused) throw new BundleError(dir, refused);
     const dense = m.dense ? loadDense(dir, m.dense) : null;
-    let backend: OrtBackend;
+    let backend: Backend;
     try {
-      backend = await OrtBackend.load(
-        bundle.onnxPath,
-        m.onnx.output,
+      backend = await (opts.backend ?? loadOrtBackend)(
+        { path: bundle.onnxPath, output: m.onnx.output },
         { providers: opts.providers ?? ["cpu"], intraOpThreads: opts.intraOpThreads ?? 0 },
         opts.onProviderFallback ?? (() => {}),
       );

@@ -1,17 +1,32 @@
-import type { RawOutput } from "./infer.js";
+import type { RawOutput } from "./backend.js";
 
-export type Pooling = "mean" | "cls";
+/**
+ * The pooling modes, listed once: the manifest schema accepts these, the
+ * sentence-transformers reader maps to them and poolTokens implements each (as
+ * text-embeddings-inference's backends/core `Pool`). A new mode is a name here
+ * and a case in poolRow, which the type checker then asks for.
+ */
+export const POOLINGS = ["mean", "cls"] as const;
+export type Pooling = (typeof POOLINGS)[number];
 
-/** Token outputs [B,T,H] to one vector per row: mean over real tokens, or the first token. */
+/** Token outputs [B,T,H] to one vector per row. */
 export function poolTokens(raw: RawOutput, pooling: Pooling): Float32Array[] {
-  const { data, batch, seqLen, width, mask } = raw;
   const out: Float32Array[] = [];
-  for (let b = 0; b < batch; b++) {
-    const v = new Float32Array(width);
-    const rowBase = b * seqLen * width;
-    if (pooling === "cls") {
+  for (let b = 0; b < raw.batch; b++) out.push(poolRow(raw, b, pooling));
+  return out;
+}
+
+function poolRow(raw: RawOutput, b: number, pooling: Pooling): Float32Array {
+  const { data, seqLen, width, mask } = raw;
+  const v = new Float32Array(width);
+  const rowBase = b * seqLen * width;
+  switch (pooling) {
+    case "cls":
+      // The first token; right padding never moves it.
       v.set(data.subarray(rowBase, rowBase + width));
-    } else {
+      return v;
+    case "mean": {
+      // Over real tokens only: padded positions carry states too.
       let n = 0;
       for (let t = 0; t < seqLen; t++) {
         if (mask[b * seqLen + t] === 0) continue;
@@ -21,10 +36,9 @@ export function poolTokens(raw: RawOutput, pooling: Pooling): Float32Array[] {
       }
       const inv = n > 0 ? 1 / n : 0;
       for (let h = 0; h < width; h++) v[h] = (v[h] as number) * inv;
+      return v;
     }
-    out.push(v);
   }
-  return out;
 }
 
 /** Rows of an already pooled output [B,D]. */

@@ -3,7 +3,7 @@ import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writ
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { cosine } from "../../../test/support/bare.js";
+import { BareEmbedder, cosine } from "../../../test/support/bare.js";
 import { bundleDir } from "../../../test/support/paths.js";
 import { BundleError, EmbeddingModel } from "../src/index.js";
 
@@ -87,6 +87,26 @@ describe("model bundles", () => {
     await Promise.all([withDense.release(), without.release()]);
     writeFileSync(join(dir, "dense.f32"), Buffer.alloc(12));
     assert.match(await loadError(dir), /dense\.f32 has 12 bytes, expected 12288/);
+  });
+
+  it("pools the first token for pooling cls, as an independent reference does, not the mean", async () => {
+    const dir = variant("cls", (m) => (m.pooling = "cls"));
+    const [cls, mean, bare] = await Promise.all([
+      EmbeddingModel.load(dir, { intraOpThreads: 1 }),
+      EmbeddingModel.load(SOURCE, { intraOpThreads: 1 }),
+      BareEmbedder.load(dir, 1),
+    ]);
+    assert.equal(cls.info.pooling, "cls");
+    // Rows of different lengths in one batch: right padding must not move the first token.
+    const texts = ["cls pooling", "the first token's state stands for the whole text in cls pooling, so it differs"];
+    const got = await cls.embed(texts, "query");
+    const expected = await bare.embed(texts);
+    const meaned = await mean.embed(texts, "query");
+    for (const [i, v] of got.entries()) {
+      assert.ok(cosine(v, expected[i]!) > 0.9999, `text ${i}: cls against the reference ${cosine(v, expected[i]!)}`);
+      assert.ok(cosine(v, meaned[i]!) < 0.99, `text ${i}: cls must differ from mean (${cosine(v, meaned[i]!)})`);
+    }
+    await Promise.all([cls.release(), mean.release()]);
   });
 
   it("serves a declared Matryoshka size as its own space: the first dims, re-normalised", async () => {
