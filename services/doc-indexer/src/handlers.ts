@@ -4,14 +4,19 @@ import type { IndexerService, ModelCard } from "@tandem/proto";
 import { type Handlers, InvalidArgumentError, ResourceExhaustedError } from "@tandem/service-kit";
 import type { Redis } from "ioredis";
 import { type IndexerConfig, teacherDims } from "./config.js";
+import type { JobStatusView } from "./job-status.js";
 import type { Producer } from "./producer.js";
-import type { Keys } from "./queue.js";
+import type { IndexQueue, Keys } from "./queue.js";
+import { admitReindex, type ReindexDoor } from "./reindex.js";
 import { modelCard } from "./teacher.js";
 import { SubmissionValidator } from "./validate.js";
 
 export interface ServerDeps {
   config: IndexerConfig;
   producer: Producer;
+  jobs: JobStatusView;
+  reindex: ReindexDoor;
+  queue: IndexQueue;
   redis: Redis;
   keys: Keys;
   /** The in-process worker's teacher, when there is one (Info reports its real provider). */
@@ -19,7 +24,7 @@ export interface ServerDeps {
 }
 
 export function indexerHandlers(deps: ServerDeps): Handlers<typeof IndexerService> {
-  const { config, producer } = deps;
+  const { config, producer, jobs, queue } = deps;
   // Resolving a bundle may hash its graph (hundreds of MB for a teacher): once per process.
   let bundle: Promise<ResolvedBundle> | undefined;
   const limits = {
@@ -68,23 +73,25 @@ export function indexerHandlers(deps: ServerDeps): Handlers<typeof IndexerServic
 
     async jobStatus(req) {
       if (!req.jobId) throw new InvalidArgumentError("job_id is required");
-      return producer.status(req.jobId);
+      return jobs.status(req.jobId);
     },
 
     async listJobs(req) {
-      return { jobs: await producer.list(req.limit) };
+      return { jobs: await jobs.list(req.limit) };
     },
 
     async reindex(req) {
-      return producer.reindex(req.alias, req.teacherBundleDir, req.parityQueriesPath);
+      return admitReindex(deps.reindex, req.alias, req.teacherBundleDir, req.parityQueriesPath);
     },
 
     async pauseQueue() {
-      return producer.pause();
+      await queue.pause();
+      return jobs.queueState();
     },
 
     async resumeQueue() {
-      return producer.resume();
+      await queue.resume();
+      return jobs.queueState();
     },
 
     async info() {
@@ -102,7 +109,7 @@ export function indexerHandlers(deps: ServerDeps): Handlers<typeof IndexerServic
           executionProvider: (await deps.redis.get(deps.keys.provider())) ?? "",
         });
       }
-      return { teacher, queue: await producer.queueState() };
+      return { teacher, queue: await jobs.queueState() };
     },
   };
 }

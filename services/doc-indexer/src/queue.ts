@@ -2,7 +2,7 @@ import type { DocumentRejection } from "@tandem/proto";
 import { type Job, Queue, type QueueOptions } from "bullmq";
 import type { Redis } from "ioredis";
 import type { IndexerConfig } from "./config.js";
-import { type RedisSide, redisOptions } from "./redis-connection.js";
+import { type ConnectionWatch, connectRedis, type RedisSide } from "./redis-connection.js";
 import type { Doc } from "./validate.js";
 
 /**
@@ -77,14 +77,23 @@ export interface Traced {
   trace?: Record<string, string>;
 }
 
-export type IndexJobData = Traced &
-  (
-    | { kind: "docs"; submissionId: string; collection: string; offset: number; docs: Doc[] }
-    | { kind: "file"; submissionId: string; collection: string; offset: number; range: FileRange }
-  );
+/** A slice of a Submit stream: the documents themselves, validated at the door. */
+export interface DocsJobData extends Traced {
+  submissionId: string;
+  collection: string;
+  offset: number;
+  docs: Doc[];
+}
+
+/** A range of a file the workers read and validate themselves (SubmitFile). */
+export interface FileJobData extends Traced {
+  submissionId: string;
+  collection: string;
+  offset: number;
+  range: FileRange;
+}
 
 export interface ReindexJobData extends Traced {
-  kind: "reindex";
   submissionId: string;
   alias: string;
   source: string;
@@ -93,7 +102,19 @@ export interface ReindexJobData extends Traced {
   parityQueriesPath: string;
 }
 
-export type JobData = IndexJobData | ReindexJobData;
+/**
+ * Every job kind, by the BullMQ job name it is queued under, with the data its jobs carry. A new
+ * kind is a member here, a handler in the worker's table (`JobHandlers`) and a door that queues its
+ * jobs through `Producer.enqueue`, the one place jobs are added (so a name always goes with its data).
+ */
+export interface JobKinds {
+  docs: DocsJobData;
+  file: FileJobData;
+  reindex: ReindexJobData;
+}
+
+export type JobName = keyof JobKinds;
+export type JobData = JobKinds[JobName];
 
 /** Progress (while running) and return value (when done) of one job. */
 export interface ChunkProgress {
@@ -118,16 +139,19 @@ export interface ReindexOutcome {
   swapped: boolean;
 }
 
-export type IndexJob = Job<JobData, ChunkProgress>;
+export type IndexQueue = Queue<JobData, ChunkProgress, JobName>;
+/** A job of one kind: its name and data as `enqueue` paired them. */
+export type KindJob<N extends JobName> = Job<JobKinds[N], ChunkProgress, N>;
 
 export function jobId(submissionId: string, chunk: number): string {
   // BullMQ reserves ":" in custom ids.
   return `${submissionId}-${chunk}`;
 }
 
-export function queueOptions(config: IndexerConfig, side: RedisSide): QueueOptions {
+/** The queue's options on `connection`: a client of one side, shared by everything of that side in the process. */
+export function queueOptions(config: IndexerConfig, connection: Redis): QueueOptions {
   return {
-    connection: redisOptions(config, side),
+    connection,
     prefix: config.QUEUE_PREFIX,
     defaultJobOptions: {
       attempts: config.JOB_ATTEMPTS,
@@ -139,16 +163,44 @@ export function queueOptions(config: IndexerConfig, side: RedisSide): QueueOptio
   };
 }
 
-export function openQueue(config: IndexerConfig, side: RedisSide): Queue<JobData, ChunkProgress> {
-  return new Queue<JobData, ChunkProgress>(QUEUE_NAME, queueOptions(config, side));
+/**
+ * One side's Redis client (see redis-connection.ts) with the queue and the dead-letter queue on
+ * it: a process opens at most one of these per side, and closes each once.
+ */
+export interface SideStore {
+  redis: Redis;
+  queue: IndexQueue;
+  deadLetters: Queue;
+  close(): Promise<void>;
 }
 
-export function openDeadLetterQueue(config: IndexerConfig, side: RedisSide): Queue {
-  return new Queue(DEAD_LETTER_QUEUE_NAME, { connection: redisOptions(config, side), prefix: config.QUEUE_PREFIX });
+export async function openSideStore(
+  config: IndexerConfig,
+  side: RedisSide,
+  watch: ConnectionWatch,
+): Promise<SideStore> {
+  const redis = await connectRedis(config, side);
+  watch.watch(redis);
+  const queue: IndexQueue = new Queue(QUEUE_NAME, queueOptions(config, redis));
+  const deadLetters = new Queue(DEAD_LETTER_QUEUE_NAME, { connection: redis, prefix: config.QUEUE_PREFIX });
+  // One log line per outage, not one per failed reconnect (every client reports each of those).
+  queue.on("error", (err) => watch.down(err));
+  deadLetters.on("error", (err) => watch.down(err));
+  return {
+    redis,
+    queue,
+    deadLetters,
+    async close() {
+      // The queues ride on `redis` (shared): closing them leaves it open, so it goes last.
+      await queue.close();
+      await deadLetters.close();
+      redis.disconnect();
+    },
+  };
 }
 
 /** Jobs not yet started: what MAX_QUEUED_JOBS bounds. */
-export async function backlog(queue: Queue<JobData, ChunkProgress>): Promise<number> {
+export async function backlog(queue: IndexQueue): Promise<number> {
   const c = await queue.getJobCounts("waiting", "delayed", "prioritized");
   return (c.waiting ?? 0) + (c.delayed ?? 0) + (c.prioritized ?? 0);
 }

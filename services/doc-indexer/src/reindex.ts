@@ -1,12 +1,21 @@
 import { readFileSync } from "node:fs";
-import type { EmbeddingModel } from "@tandem/model-runtime";
-import { FailedPreconditionError, type Logger } from "@tandem/service-kit";
-import type { Queue } from "bullmq";
+import { access, constants } from "node:fs/promises";
+import { BundleError, type EmbeddingModel, resolveBundle } from "@tandem/model-runtime";
+import type { SubmitResponse } from "@tandem/proto";
+import {
+  FailedPreconditionError,
+  InvalidArgumentError,
+  type Logger,
+  NotFoundError,
+  traceCarrier,
+} from "@tandem/service-kit";
 import type { Redis } from "ioredis";
 import type { AnnGateway, Target } from "./ann-gateway.js";
-import type { ContentIndex } from "./content-hash.js";
-import { emptyCounts, type PipelineDeps, type WriteCounts, writeDocs } from "./pipeline.js";
-import type { ChunkProgress, IndexJob, JobData, Keys, ReindexJobData } from "./queue.js";
+import { type JobContext, type JobHandler, newProgress } from "./jobs.js";
+import { emptyCounts, type WriteCounts, writeDocs } from "./pipeline.js";
+import type { Producer } from "./producer.js";
+import { type ChunkProgress, type IndexQueue, jobId, type Keys, type KindJob } from "./queue.js";
+import { newSubmissionId } from "./submissions.js";
 import type { TeacherRegistry } from "./teacher.js";
 import { type Doc, docFromStored } from "./validate.js";
 
@@ -44,14 +53,92 @@ export async function readReindexState(redis: Redis, keys: Keys, source: string)
   return raw ? (JSON.parse(raw) as ReindexState) : null;
 }
 
-/** Takes the per-alias lock; false when a reindex of the alias is already running. */
-export async function lockReindex(redis: Redis, keys: Keys, alias: string, jobId: string): Promise<boolean> {
-  return (await redis.set(keys.reindexLock(alias), jobId, "NX")) === "OK";
+/**
+ * What admitting a reindex takes: the API side of the process (its Redis client fails fast, see
+ * redis-connection.ts).
+ */
+export interface ReindexDoor {
+  producer: Producer;
+  ann: AnnGateway;
+  teachers: TeacherRegistry;
+  redis: Redis;
+  keys: Keys;
+  log: Logger;
 }
 
-/** From here on, every index job for the source generation also writes the target. */
-export async function startDualWrite(redis: Redis, keys: Keys, state: ReindexState): Promise<void> {
-  await redis.set(keys.reindex(state.source), JSON.stringify(state));
+/**
+ * Step 1, at the door: the alias, the teacher of its current generation, the parity file and the
+ * new bundle are checked, and the per-alias lock taken (two reindexes of one alias cannot race);
+ * the new generation is created and dual-write starts; then the `reindex` job is queued.
+ */
+export async function admitReindex(
+  door: ReindexDoor,
+  alias: string,
+  bundleDir: string,
+  parityQueriesPath: string,
+): Promise<SubmitResponse> {
+  const { producer, ann, teachers, redis, keys } = door;
+  if (!alias) throw new InvalidArgumentError("alias is required");
+  if (!bundleDir) throw new InvalidArgumentError("teacher_bundle_dir is required");
+  const current = await ann.aliasTarget(alias);
+  if (!current) throw new NotFoundError(`alias "${alias}" not found: reindex swaps an alias, create one first`);
+  const source = await ann.resolve(current);
+  if (!source) throw new NotFoundError(`alias "${alias}" points at "${current}", which does not exist`);
+  if (!(await teachers.dirFor(source))) {
+    throw new FailedPreconditionError(
+      `no teacher is registered for "${current}" (space "${source.space}"): the parity check needs it`,
+    );
+  }
+  if (parityQueriesPath) {
+    try {
+      await access(parityQueriesPath, constants.R_OK);
+    } catch {
+      throw new NotFoundError(`parity queries file "${parityQueriesPath}" is not readable by the indexer`);
+    }
+  }
+  let manifest: { space: string; dims: number };
+  try {
+    const b = await resolveBundle(bundleDir);
+    manifest = { space: b.manifest.space, dims: b.manifest.dims };
+  } catch (err) {
+    if (err instanceof BundleError) throw new InvalidArgumentError(err.message);
+    throw err;
+  }
+  await producer.checkBacklog(1);
+  const id = newSubmissionId();
+  const target = `${alias}-g${Date.now().toString(36)}`;
+  const state: ReindexState = {
+    alias,
+    source: source.name,
+    target,
+    bundleDir,
+    space: manifest.space,
+    jobId: jobId(id, 0),
+    startedAtMs: Date.now(),
+  };
+  if ((await redis.set(keys.reindexLock(alias), state.jobId, "NX")) !== "OK") {
+    const holder = await redis.get(keys.reindexLock(alias));
+    throw new FailedPreconditionError(`a reindex of alias "${alias}" is already running (job ${holder})`);
+  }
+  try {
+    // The new generation exists before dual-write begins, so no index job finds it missing.
+    await ann.createCollection(target, manifest.space, manifest.dims);
+    await teachers.register(bundleDir, target);
+    // From here on, every index job for the source generation also writes the target.
+    await redis.set(keys.reindex(state.source), JSON.stringify(state));
+  } catch (err) {
+    await redis.del(keys.reindexLock(alias));
+    throw err;
+  }
+  const total = await redis.hlen(keys.content(source.name, source.createdAtMs));
+  await producer.enqueue(
+    id,
+    "reindex",
+    [{ trace: traceCarrier(), submissionId: id, alias, source: source.name, target, bundleDir, parityQueriesPath }],
+    { kind: "reindex", collection: alias, total, rejected: [] },
+  );
+  door.log.info({ submission: id, alias, from: source.name, to: target, space: manifest.space }, "reindex queued");
+  return { jobId: id, accepted: 0, rejected: [] };
 }
 
 /** Ends a reindex: releases the alias lock; dual-write stops now, or after a tail when the alias moved. */
@@ -61,22 +148,25 @@ export async function endReindex(redis: Redis, keys: Keys, state: ReindexState, 
   await redis.del(keys.reindexLock(state.alias));
 }
 
-export interface ReindexDeps {
-  ann: AnnGateway;
-  content: ContentIndex;
-  teachers: TeacherRegistry;
-  redis: Redis;
-  keys: Keys;
-  queue: Queue<JobData, ChunkProgress>;
-  pipeline: PipelineDeps;
-  log: Logger;
-  minRecall: number;
-  parityQueries: number;
-  shouldRelease: () => boolean;
+/** `reindex` jobs: the backfill, catch-up, parity and swap of one reindex admitted by `admitReindex`. */
+export function reindexJobs(ctx: JobContext): JobHandler<"reindex"> {
+  return {
+    run: (job, shouldRelease) => runReindex(ctx, job, shouldRelease),
+    async gaveUp(data) {
+      // A reindex that gave up stops dual-writing and frees the alias; its new generation stays for inspection.
+      const state = await readReindexState(ctx.redis, ctx.keys, data.source);
+      if (state) await endReindex(ctx.redis, ctx.keys, state, false);
+    },
+  };
 }
 
-export async function runReindex(job: IndexJob, data: ReindexJobData, deps: ReindexDeps): Promise<ChunkProgress> {
-  const { ann, content, teachers, redis, keys, log } = deps;
+async function runReindex(
+  ctx: JobContext,
+  job: KindJob<"reindex">,
+  shouldRelease: () => boolean,
+): Promise<ChunkProgress> {
+  const { ann, content, teachers, redis, keys, log } = ctx;
+  const data = job.data;
   const started = performance.now();
   const state = await readReindexState(redis, keys, data.source);
   if (!state || state.target !== data.target) {
@@ -89,16 +179,7 @@ export async function runReindex(job: IndexJob, data: ReindexJobData, deps: Rein
   }
   const newModel = await teachers.load(data.bundleDir, target.space);
   const oldModel = await teachers.forTarget(source, source.name);
-  const progress: ChunkProgress = {
-    total: await content.size(source),
-    done: 0,
-    skipped: 0,
-    failed: 0,
-    truncated: 0,
-    tokens: 0,
-    activeS: 0,
-    rejected: [],
-  };
+  const progress = newProgress(await content.size(source));
   await job.updateProgress(progress);
   const onCommit = async (d: WriteCounts) => {
     progress.done += d.embedded + d.payloadOnly;
@@ -111,8 +192,8 @@ export async function runReindex(job: IndexJob, data: ReindexJobData, deps: Rein
   // Backfill, then catch-up passes: a pass re-reads the old generation's fingerprints and copies
   // whatever the new generation lacks or holds in another version.
   for (let pass = 0; ; pass++) {
-    if (pass === 1) await waitForOlderJobs(deps.queue, state.startedAtMs, job.id ?? "", log);
-    const wrote = await copyPass(deps, source, target, newModel, pass === 0 ? onCommit : async () => {});
+    if (pass === 1) await waitForOlderJobs(ctx.queue, state.startedAtMs, job.id ?? "", log);
+    const wrote = await copyPass(ctx, source, target, newModel, pass === 0 ? onCommit : async () => {}, shouldRelease);
     log.info({ jobId: job.id, pass, wrote, source: source.name, target: target.name }, "reindex pass done");
     if (pass >= 1 && wrote.embedded + wrote.payloadOnly === 0) break;
     if (pass >= MAX_CATCH_UP_PASSES) {
@@ -131,13 +212,14 @@ export async function runReindex(job: IndexJob, data: ReindexJobData, deps: Rein
     );
   }
 
-  const recall = await parity(deps, data.parityQueriesPath, source, target, oldModel, newModel);
-  const swapped = recall >= deps.minRecall;
+  const recall = await parity(ctx, data.parityQueriesPath, source, target, oldModel, newModel);
+  const minRecall = ctx.config.REINDEX_MIN_RECALL;
+  const swapped = recall >= minRecall;
   if (swapped) {
     const previous = await ann.setAlias(data.alias, target.name);
     log.info({ alias: data.alias, previous, now: target.name, recall }, "alias swapped to the new generation");
   } else {
-    log.warn({ alias: data.alias, recall, minRecall: deps.minRecall }, "parity below threshold: alias not swapped");
+    log.warn({ alias: data.alias, recall, minRecall }, "parity below threshold: alias not swapped");
   }
   await endReindex(redis, keys, state, swapped);
   progress.activeS = (performance.now() - started) / 1000;
@@ -153,11 +235,12 @@ export async function runReindex(job: IndexJob, data: ReindexJobData, deps: Rein
 }
 
 async function copyPass(
-  deps: ReindexDeps,
+  deps: JobContext,
   source: Target,
   target: Target,
   model: EmbeddingModel,
   onCommit: (d: WriteCounts) => Promise<void>,
+  shouldRelease: () => boolean,
 ): Promise<WriteCounts> {
   const total = emptyCounts();
   for await (const ids of deps.content.ids(source, PAGE)) {
@@ -175,7 +258,7 @@ async function copyPass(
       if (d) docs.push(d);
       else deps.log.warn({ id: p.id, collection: source.name }, "stored payload has no text: not backfilled");
     }
-    const wrote = await writeDocs(deps.pipeline, target, model, docs, onCommit, deps.shouldRelease);
+    const wrote = await writeDocs(deps.pipeline, target, model, docs, onCommit, shouldRelease);
     total.embedded += wrote.embedded;
     total.payloadOnly += wrote.payloadOnly;
     total.tokens += wrote.tokens;
@@ -184,12 +267,7 @@ async function copyPass(
 }
 
 /** Jobs that were already running when dual-write began may have written the old generation only. */
-async function waitForOlderJobs(
-  queue: Queue<JobData, ChunkProgress>,
-  since: number,
-  self: string,
-  log: Logger,
-): Promise<void> {
+async function waitForOlderJobs(queue: IndexQueue, since: number, self: string, log: Logger): Promise<void> {
   for (let i = 0; ; i++) {
     const active = await queue.getActive();
     const older = active.filter((j) => j.id !== self && (j.processedOn ?? 0) < since);
@@ -200,8 +278,8 @@ async function waitForOlderJobs(
 }
 
 /** Parity queries: a JSONL file of {"text"} (BEIR queries.jsonl works), or the opening words of stored documents. */
-async function parityQueries(deps: ReindexDeps, path: string, source: Target): Promise<string[]> {
-  const n = deps.parityQueries;
+async function parityQueries(deps: JobContext, path: string, source: Target): Promise<string[]> {
+  const n = deps.config.PARITY_QUERIES;
   if (path) {
     const out: string[] = [];
     for (const line of readFileSync(path, "utf8").split("\n")) {
@@ -226,7 +304,7 @@ async function parityQueries(deps: ReindexDeps, path: string, source: Target): P
 }
 
 async function parity(
-  deps: ReindexDeps,
+  deps: JobContext,
   path: string,
   source: Target,
   target: Target,

@@ -12,12 +12,14 @@ import {
 import { AnnGateway } from "./ann-gateway.js";
 import { type IndexerConfig, teacherDims } from "./config.js";
 import { indexerHandlers } from "./handlers.js";
+import { JobStatusView } from "./job-status.js";
 import { IndexerMetrics } from "./metrics.js";
 import { Producer } from "./producer.js";
-import { Keys, openDeadLetterQueue, openQueue } from "./queue.js";
-import { ConnectionWatch, connectRedis, storeName } from "./redis-connection.js";
+import { Keys, openSideStore } from "./queue.js";
+import { ConnectionWatch, storeName } from "./redis-connection.js";
 import { checkStore } from "./store-checks.js";
 import { withStoreErrors } from "./store-errors.js";
+import { Submissions } from "./submissions.js";
 import { checkTeacher, TeacherRegistry } from "./teacher.js";
 import { type RunningWorker, startWorker } from "./worker.js";
 
@@ -45,15 +47,12 @@ export async function startIndexer(
   const ownMetrics = deps.meter ? null : await startMetrics("doc-indexer", config.METRICS_PORT, config.HOST);
   const meter = deps.meter ?? ownMetrics!.meter;
   const keys = new Keys(config.QUEUE_PREFIX);
-  const store = storeName(config);
-  const redis = await connectRedis(config, "api");
-  const queue = openQueue(config, "api");
-  const deadLetters = openDeadLetterQueue(config, "api");
+  const storeLabel = storeName(config);
   // One log line per outage, not one per failed reconnect (every client reports each of those).
-  const connection = new ConnectionWatch(store, log);
-  connection.watch(redis);
-  queue.on("error", (err) => connection.down(err));
-  deadLetters.on("error", (err) => connection.down(err));
+  const watch = new ConnectionWatch(storeLabel, log);
+  // The API's side of Redis fails fast (redis-connection.ts); an in-process worker opens its own, which waits.
+  const store = await openSideStore(config, "api", watch);
+  const { redis, queue, deadLetters } = store;
   const ann = new AnnGateway(
     config.ANN_ADDR,
     config.ANN_TIMEOUT_MS,
@@ -68,15 +67,27 @@ export async function startIndexer(
   );
   const teacher = await teachers.register(config.TEACHER_BUNDLE_DIR, undefined, teacherDims(config));
   const metrics = new IndexerMetrics(meter, async () => queue.getJobCounts("waiting", "active", "delayed", "failed"));
-  const producer = new Producer(config, queue, deadLetters, redis, keys, ann, teachers, log);
-  const worker = config.RUN_WORKER ? await startWorker(config, { log, meter, metrics }) : null;
+  const producer = new Producer(config, queue, new Submissions(redis, keys, config.KEEP_JOBS), ann, teachers, log);
+  const worker = config.RUN_WORKER ? await startWorker(config, { log, meter, shared: { metrics, ann, watch } }) : null;
 
   const server = await startServer({
     services: [
       bind(
         "tandem.v1.Indexer",
         IndexerService,
-        withStoreErrors(indexerHandlers({ config, producer, redis, keys, teacher: worker?.teacher ?? null }), store),
+        withStoreErrors(
+          indexerHandlers({
+            config,
+            producer,
+            jobs: new JobStatusView(redis, queue, deadLetters, keys),
+            reindex: { producer, ann, teachers, redis, keys, log },
+            queue,
+            redis,
+            keys,
+            teacher: worker?.teacher ?? null,
+          }),
+          storeLabel,
+        ),
       ),
     ],
     host: config.HOST,
@@ -105,10 +116,8 @@ export async function startIndexer(
     async stop() {
       await server.shutdown(config.SHUTDOWN_GRACE_MS);
       await worker?.stop();
-      await queue.close();
-      await deadLetters.close();
+      await store.close();
       ann.close();
-      redis.disconnect();
       await ownMetrics?.shutdown();
     },
   };

@@ -12,7 +12,7 @@ import { type RetryNotice, unary } from "@tandem/service-kit";
 import { Redis } from "ioredis";
 import { redisAway } from "../../../apps/cli/src/clients.js";
 import { followJob } from "../../../apps/cli/src/jobs.js";
-import { Keys, openQueue } from "../src/queue.js";
+import { Keys } from "../src/queue.js";
 import { type RunningIndexer, startIndexer } from "../src/service.js";
 import {
   type AnnHandle,
@@ -25,6 +25,7 @@ import {
   startAnnForTest,
   testConfig,
   testPrefix,
+  testQueue,
   waitJob,
 } from "./support/harness.js";
 import { type RedisServer, startRedisServer } from "./support/redis-server.js";
@@ -179,7 +180,7 @@ describe("Redis killed (SIGKILL) mid-job and restarted: nothing lost, nothing tw
     } finally {
       store.disconnect();
     }
-    const queue = openQueue(testConfig(prefix, ann.port, { REDIS_URL: redis.url }), "api");
+    const queue = testQueue(prefix, redis.url);
     try {
       const job = await queue.getJob(`${sub.jobId}-0`);
       t.diagnostic(`the job's attempts: ${job?.attemptsStarted} started, ${job?.attemptsMade} made`);

@@ -6,7 +6,6 @@ import { after, before, describe, it } from "node:test";
 import { JobState } from "@tandem/proto";
 import { unary } from "@tandem/service-kit";
 import { freePort } from "../../../test/support/net.js";
-import { openQueue } from "../src/queue.js";
 import { type RunningIndexer, startIndexer } from "../src/service.js";
 import {
   type AnnHandle,
@@ -17,6 +16,7 @@ import {
   submit,
   testConfig,
   testPrefix,
+  testQueue,
   waitJob,
 } from "./support/harness.js";
 
@@ -53,7 +53,7 @@ describe("transient failures are retried with exponential backoff", () => {
     await ann!.stop();
     ann = null;
     await unary(c.indexer.resumeQueue.bind(c.indexer), {});
-    const queue = openQueue(testConfig(prefix, annPort, vars), "worker");
+    const queue = testQueue(prefix);
     try {
       // Wait until at least two attempts failed against the missing service, then bring it back.
       const deadline = Date.now() + 30_000;

@@ -13,11 +13,12 @@ import {
   type SubmitResponse,
 } from "@tandem/proto";
 import { type ClientSecurity, clientTransport, unary } from "@tandem/service-kit";
+import { Queue } from "bullmq";
 import { Redis } from "ioredis";
 import { DATASETS, MODELS, REPO_ROOT } from "../../../../test/support/paths.js";
 import { annConfig, startAnn } from "../../../ann/src/service.js";
 import { type IndexerConfig, indexerConfig } from "../../src/config.js";
-import { dropNamespace } from "../../src/queue.js";
+import { dropNamespace, QUEUE_NAME } from "../../src/queue.js";
 import { startIndexer } from "../../src/service.js";
 
 export const SCIFACT = `${DATASETS}/scifact`;
@@ -51,6 +52,11 @@ export async function startAnnForTest(
     }),
   );
   return { port: ann.port, stop: () => ann.stop() };
+}
+
+/** The indexer's queue under `prefix`, for a test to look at its jobs (attempts made). */
+export function testQueue(prefix: string, url = REDIS_URL): Queue {
+  return new Queue(QUEUE_NAME, { connection: { url }, prefix });
 }
 
 /** A queue namespace of its own per test file run; removed by `cleanup`. */
