@@ -39,7 +39,11 @@ export interface LoadOptions extends Partial<SessionOptions> {
 /**
  * A model bundle ready to embed: tokenize -> infer -> pool -> (dense) -> normalise.
  * Tokenisation is exposed apart from inference so a batcher can budget tokens
- * before it runs the graph.
+ * before it runs the graph. Batch formation is not here: each caller forms the
+ * batches it runs (the encoder's Batcher, the indexer's formBatches), because
+ * only the caller knows its workload (a queue of short queries against a whole
+ * job of documents to sort), and a batch re-split here would make every count
+ * the caller keeps describe runs that never happened.
  */
 export class EmbeddingModel {
   private constructor(
@@ -82,23 +86,10 @@ export class EmbeddingModel {
   }
 
   /**
-   * Embeds already tokenized texts; one vector per item, in order. Items are
-   * sorted by length and run in chunks whose padding stays under
-   * PADDING_SLACK: on a CPU the graph is compute-bound, so padded tokens cost
-   * as much as real ones and one big ragged batch is slower than a few tight ones.
+   * Embeds one batch as the caller formed it: one graph run of exactly these
+   * rows, each padded to the longest, one vector per row in order.
    */
-  async embedTokenized(items: readonly Tokenized[]): Promise<Float32Array[]> {
-    const out = new Array<Float32Array>(items.length);
-    for (const chunk of paddingChunks(items)) {
-      const vectors = await this.runGraph(chunk.map((i) => items[i] as Tokenized));
-      chunk.forEach((i, j) => {
-        out[i] = vectors[j] as Float32Array;
-      });
-    }
-    return out;
-  }
-
-  private async runGraph(items: readonly Tokenized[]): Promise<Float32Array[]> {
+  async embedBatch(items: readonly Tokenized[]): Promise<Float32Array[]> {
     const m = this.bundle.manifest;
     const raw = await this.backend.run(items);
     let vectors = m.onnx.output_kind === "token" ? poolTokens(raw, m.pooling) : splitPooled(raw);
@@ -113,8 +104,12 @@ export class EmbeddingModel {
     return vectors;
   }
 
+  /**
+   * Tokenizes and embeds `texts` as one batch (one graph run): for callers with
+   * a handful of texts, or that formed the batch themselves.
+   */
   async embed(texts: readonly string[], kind: TextKind): Promise<Float32Array[]> {
-    return this.embedTokenized(texts.map((t) => this.tokenize(t, kind)));
+    return this.embedBatch(texts.map((t) => this.tokenize(t, kind)));
   }
 
   async release(): Promise<void> {
@@ -157,30 +152,6 @@ export function describeBundle(bundle: ResolvedBundle, dims: number): Omit<Model
     documentPrefix: m.document_prefix,
     bundleSha256: bundle.sha256,
   };
-}
-
-/** Padded tokens may exceed real tokens by this factor within one graph run. */
-const PADDING_SLACK = 1.25;
-
-/** Indices of `items` grouped into runs of similar length (sorted, greedy). */
-export function paddingChunks(items: readonly Tokenized[]): number[][] {
-  const order = items.map((_, i) => i).sort((a, b) => items[a]!.ids.length - items[b]!.ids.length);
-  const chunks: number[][] = [];
-  let chunk: number[] = [];
-  let real = 0;
-  for (const i of order) {
-    const len = items[i]!.ids.length;
-    // Sorted ascending, so `len` is the new longest row of the chunk.
-    if (chunk.length > 0 && (chunk.length + 1) * len > PADDING_SLACK * (real + len)) {
-      chunks.push(chunk);
-      chunk = [];
-      real = 0;
-    }
-    chunk.push(i);
-    real += len;
-  }
-  if (chunk.length > 0) chunks.push(chunk);
-  return chunks;
 }
 
 function loadDense(dir: string, spec: NonNullable<Manifest["dense"]>): Dense {

@@ -5,7 +5,8 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { BareEmbedder, cosine } from "../../../test/support/bare.js";
 import { bundleDir } from "../../../test/support/paths.js";
-import { BundleError, EmbeddingModel } from "../src/index.js";
+import { type Backend, BundleError, EmbeddingModel, type Tokenized } from "../src/index.js";
+import { loadOrtBackend } from "../src/infer.js";
 
 const SOURCE = bundleDir("all-minilm-l6-v2");
 const manifest = JSON.parse(readFileSync(join(SOURCE, "manifest.json"), "utf8")) as Record<string, unknown>;
@@ -109,6 +110,33 @@ describe("model bundles", () => {
     await Promise.all([cls.release(), mean.release()]);
   });
 
+  it("runs a batch as the caller formed it: one graph run, however ragged its rows", async () => {
+    const runs: number[] = [];
+    const model = await EmbeddingModel.load(SOURCE, {
+      intraOpThreads: 1,
+      backend: async (graph, opts, onFallback) => {
+        const ort: Backend = await loadOrtBackend(graph, opts, onFallback);
+        return {
+          provider: ort.provider,
+          run: (items: readonly Tokenized[]) => {
+            runs.push(items.length);
+            return ort.run(items);
+          },
+          release: () => ort.release(),
+        };
+      },
+    });
+    runs.length = 0; // the load's own check run
+    const texts = ["short", "word ".repeat(200), "a query", "word ".repeat(20)];
+    const batch = await model.embedBatch(texts.map((t) => model.tokenize(t, "document")));
+    assert.deepEqual(runs, [4], "four rows of 3 to 202 tokens, one run");
+    for (const [i, t] of texts.entries()) {
+      const [alone] = await model.embed([t], "document");
+      assert.ok(cosine(batch[i]!, alone!) > 0.9999, `row ${i} padded in the batch embeds as alone`);
+    }
+    await model.release();
+  });
+
   it("serves a declared Matryoshka size as its own space: the first dims, re-normalised", async () => {
     const dir = variant("mrl", (m) => (m.matryoshka_dims = [128, 64]));
     const [full, cut] = await Promise.all([
@@ -195,7 +223,7 @@ describe("model bundles", () => {
 
   it("runs the graph off the main thread: timers keep firing through a long batch", async () => {
     const model = await EmbeddingModel.load(SOURCE, { intraOpThreads: 1 });
-    // Rows of equal length make one padding chunk, so this is one graph run of the whole batch.
+    // One graph run of the whole batch (embedBatch never splits it).
     const items = Array.from({ length: 16 }, () => model.tokenize("word ".repeat(1000), "document"));
     let last = performance.now();
     let maxGap = 0;
@@ -205,7 +233,7 @@ describe("model bundles", () => {
       last = now;
     }, 5);
     const start = performance.now();
-    const vectors = await model.embedTokenized(items);
+    const vectors = await model.embedBatch(items);
     const runMs = performance.now() - start;
     clearInterval(timer);
     assert.equal(vectors.length, items.length);

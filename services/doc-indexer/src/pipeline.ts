@@ -8,7 +8,7 @@ import { type Doc, storedPayload } from "./validate.js";
 
 /**
  * The per-job pipeline for one collection generation:
- * classify (content hash) -> tokenize -> batch by token budget -> embed ->
+ * classify (content hash) -> tokenize -> batch by token budget and padding -> embed ->
  * stream to the ANN service -> acknowledged -> record content hashes.
  *
  * Documents go through in flush groups: each group is one Upsert stream, and
@@ -134,7 +134,8 @@ export async function writeDocs(
     const stream = ann.open(target.name, opts.pointsPerMessage);
     try {
       for (const batch of batches) {
-        const vectors = await model.embedTokenized(batch.indices.map((i) => tokenized[i] as Tokenized));
+        // One batch, one graph run: the metrics describe what ran.
+        const vectors = await model.embedBatch(batch.indices.map((i) => tokenized[i] as Tokenized));
         metrics.batch(batch.indices.length, batch.seqLen, batch.tokens);
         delta.tokens += batch.tokens;
         await stream.write(

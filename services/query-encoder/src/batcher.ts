@@ -8,11 +8,14 @@ export interface BatcherLimits {
   maxQueuedRequests: number;
 }
 
+/** One graph run of exactly `items`, one vector per item in order. */
 export type RunBatch = (items: Tokenized[]) => Promise<Float32Array[]>;
 
 interface Entry {
   items: Tokenized[];
   longest: number;
+  /** Real tokens of its rows. */
+  tokens: number;
   deadline: number;
   signal: AbortSignal;
   enqueuedAt: number;
@@ -27,6 +30,14 @@ interface Entry {
  * runs at once; requests arriving during a run are merged into the next one.
  * Entries whose caller cancelled or whose deadline passed are dropped before
  * they cost an inference.
+ *
+ * This is the one owner of the encoder's batches: `run` is one graph run of
+ * exactly the batch formed here (EmbeddingModel.embedBatch), so the batch
+ * metrics describe what the model ran. Unlike the indexer's long documents,
+ * queries are not split by padding: they are short, the budget already counts
+ * padded tokens, and each extra graph run adds a fixed cost (the hop to the
+ * inference thread). encoder_batch_padding_ratio measures the padding this
+ * leaves, the figure to revisit that choice with.
  */
 export class Batcher {
   private readonly queue: Entry[] = [];
@@ -35,6 +46,7 @@ export class Batcher {
   private readonly batchRequests;
   private readonly batchTexts;
   private readonly batchTokens;
+  private readonly batchPadding;
   private readonly queueWait;
   private readonly dropped;
 
@@ -45,7 +57,12 @@ export class Batcher {
   ) {
     this.batchRequests = meter.createHistogram("encoder_batch_requests", { description: "requests per batch" });
     this.batchTexts = meter.createHistogram("encoder_batch_texts", { description: "texts per batch" });
-    this.batchTokens = meter.createHistogram("encoder_batch_padded_tokens", { description: "padded tokens per batch" });
+    this.batchTokens = meter.createHistogram("encoder_batch_padded_tokens", {
+      description: "padded tokens (rows x longest row) of one batch, as the model ran it",
+    });
+    this.batchPadding = meter.createHistogram("encoder_batch_padding_ratio", {
+      description: "share of a batch's positions that are padding, as the model ran it",
+    });
     this.queueWait = meter.createHistogram("encoder_queue_wait", {
       unit: "ms",
       description: "time from enqueue to batch",
@@ -74,6 +91,7 @@ export class Batcher {
       const entry: Entry = {
         items,
         longest: items.reduce((m, it) => Math.max(m, it.ids.length), 0),
+        tokens: items.reduce((n, it) => n + it.ids.length, 0),
         deadline,
         signal,
         enqueuedAt: performance.now(),
@@ -109,6 +127,7 @@ export class Batcher {
     const batch: Entry[] = [];
     let rows = 0;
     let longest = 0;
+    let real = 0;
     const now = Date.now();
     while (this.queue.length > 0 && batch.length < this.limits.maxBatchRequests) {
       const entry = this.queue[0] as Entry;
@@ -128,11 +147,13 @@ export class Batcher {
       batch.push(entry);
       rows = newRows;
       longest = newLongest;
+      real += entry.tokens;
     }
     if (batch.length > 0) {
       this.batchRequests.record(batch.length);
       this.batchTexts.record(rows);
       this.batchTokens.record(rows * longest);
+      this.batchPadding.record(rows * longest === 0 ? 0 : 1 - real / (rows * longest));
       const t = performance.now();
       for (const e of batch) this.queueWait.record(t - e.enqueuedAt);
     }

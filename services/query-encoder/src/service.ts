@@ -48,7 +48,7 @@ export async function startQueryEncoder(
     dims: config.MODEL_DIMS === 0 ? undefined : config.MODEL_DIMS,
   });
   const batcher = new Batcher(
-    (items) => model.embedTokenized(items),
+    (items) => model.embedBatch(items),
     {
       maxBatchTokens: config.MAX_BATCH_TOKENS,
       maxBatchRequests: config.MAX_BATCH_REQUESTS,

@@ -189,6 +189,35 @@ describe("query-encoder limits and lifecycle", () => {
     }
   });
 
+  it("records each batch as the model ran it: padded tokens and padding ratio of one graph run", async () => {
+    const metricsPort = await freePort();
+    const svc = await start({ CACHE_ENTRIES: "0", METRICS_PORT: String(metricsPort) });
+    const client = encoderClient(svc.port);
+    const scrape = async () => {
+      const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+      const read = (name: string) => Number(new RegExp(`^${name}(\\{[^}]*\\})? (\\S+)$`, "m").exec(text)?.[2] ?? 0);
+      return {
+        batches: read("encoder_batch_padding_ratio_count"),
+        ratio: read("encoder_batch_padding_ratio_sum"),
+        padded: read("encoder_batch_padded_tokens_sum"),
+      };
+    };
+    try {
+      const before = await scrape();
+      const res = await encode(client, { texts: ["bone", "does vitamin d supplementation improve bone density"] });
+      const after = await scrape();
+      const [short, long] = res.embeddings.map((e) => e.tokens) as [number, number];
+      assert.ok(short < long);
+      assert.equal(after.batches - before.batches, 1, "one request alone: one batch, one run");
+      assert.equal(after.padded - before.padded, 2 * long, "both rows padded to the longer one, in one run");
+      const ratio = after.ratio - before.ratio;
+      assert.ok(Math.abs(ratio - (1 - (short + long) / (2 * long))) < 1e-9, `padding ratio ${ratio}`);
+    } finally {
+      client.close();
+      await svc.stop();
+    }
+  });
+
   it("drops calls cancelled while queued, before inference, and keeps serving", async () => {
     const metricsPort = await freePort();
     const svc = await start({ CACHE_ENTRIES: "0", MAX_BATCH_REQUESTS: "1", METRICS_PORT: String(metricsPort) });
