@@ -1,9 +1,11 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { rename } from "node:fs/promises";
 import { join } from "node:path";
 import { FailedPreconditionError, type Logger, ResourceExhaustedError, UnavailableError } from "@tandem/service-kit";
 import { SearchBatcher } from "./batcher.js";
 import { exactTopK } from "./exact.js";
 import { type CompiledClause, FilterPlan, PayloadIndex } from "./filter.js";
+import { GraphThread } from "./graph-thread.js";
 import { HnswIndex, type HnswParams, type MetricName, type Neighbours, type Quantization } from "./hnsw.js";
 import { PayloadStore } from "./payloads.js";
 import { GraphBuilder } from "./rebuild.js";
@@ -40,6 +42,13 @@ export interface CollectionMeta {
   efConstruction: number;
   efSearch: number;
   quantization: Quantization;
+  /**
+   * Rank the graph's k x oversampling nearest by their exact distance to the stored float32
+   * originals (validate.ts, checkQuantization). Absent from collections created before it
+   * existed, which read as no rescoring: they answer as they always did.
+   */
+  rescore: boolean;
+  oversampling: number;
   createdAtMs: number;
 }
 
@@ -95,7 +104,13 @@ export class Collection {
   private closed = false;
   /** Set when a write became durable in the WAL but could not be applied in memory. */
   private broken: Error | null = null;
+  /** Set by `close`: no new snapshot or rebuild starts, and running ones stop at their next step. */
+  private stopping = false;
   private snapshotting: Promise<void> | null = null;
+  /** The graph thread of the snapshot in progress (a drop stops it). */
+  private snapshotThread: GraphThread | null = null;
+  /** Serialises snapshot commits (a snapshot's, a rebuild's), which must only move forward. */
+  private readonly commitLock = new Mutex();
   /** Points replaced or deleted since the graph in use was built. */
   private churn = 0;
   private rebuilding: Promise<boolean> | null = null;
@@ -118,9 +133,11 @@ export class Collection {
     private manifest: SnapshotManifest | null,
     private _count: number,
     private nextKey: number,
+    /** Keys written since the committed snapshot's WAL segment: its base plus these is the graph now. */
+    private sinceSnapshot: Set<number>,
   ) {
     this.batcher = new SearchBatcher(
-      (queries, wanted, ef) => this.index.searchBatch(queries, wanted, ef),
+      (queries, beam) => this.index.searchBatch(queries, beam, beam),
       opts.searchBatchMax,
     );
   }
@@ -142,7 +159,9 @@ export class Collection {
   }
 
   static readMeta(dir: string): CollectionMeta {
-    return JSON.parse(readFileSync(join(dir, "collection.json"), "utf8")) as CollectionMeta;
+    const stored = JSON.parse(readFileSync(join(dir, "collection.json"), "utf8")) as Partial<CollectionMeta> &
+      Omit<CollectionMeta, "rescore" | "oversampling">;
+    return { ...stored, rescore: stored.rescore ?? false, oversampling: stored.oversampling ?? 1 };
   }
 
   /** Restart path: load the snapshot, replay the WAL over index and store, rebuild the filter index. */
@@ -151,7 +170,7 @@ export class Collection {
     const log = opts.log.child({ collection: meta.name });
     const params = Collection.params(meta);
     const manifest = readManifest(dir);
-    sweep(dir, manifest);
+    sweep(dir, manifest, true);
 
     let index: HnswIndex | null = null;
     if (manifest) {
@@ -170,6 +189,8 @@ export class Collection {
     const walDir = join(dir, "wal");
     const walFrom = manifest?.walFrom ?? 1;
     let maxKey = -1;
+    /** Keys the replayed WAL wrote: what the next snapshot brings its base up to date with. */
+    const replayed = new Set<number>();
     let walBytes = 0;
     for (const seg of Wal.segments(walDir)) if (seg >= walFrom) walBytes += statSync(Wal.path(walDir, seg)).size;
     const pending: Array<{ upserts: WalPoint[]; deletes: Array<{ key: number; id: string }> }> = [];
@@ -179,7 +200,10 @@ export class Collection {
     const replayIndex: HnswIndex = index;
     const replay = Wal.replay(walDir, walFrom, (body) => {
       const rec = decodeRecord(body, meta.dims);
-      for (const p of rec.points) maxKey = Math.max(maxKey, p.key);
+      for (const p of rec.points) {
+        maxKey = Math.max(maxKey, p.key);
+        replayed.add(p.key);
+      }
       if (rec.type === RecordType.Upsert) {
         pending.push({ upserts: rec.points, deletes: [] });
         if (!rebuildIndex)
@@ -203,21 +227,39 @@ export class Collection {
       count++;
       filters.add(p.key, JSON.parse(p.payload) as Record<string, unknown>);
     }
+    const wal = await Wal.create(walDir, Math.max(replay.lastSegment, walFrom - 1));
+    let built: string | null = null;
     if (rebuildIndex || index.size !== count) {
       if (!rebuildIndex)
         log.warn({ index: index.size, store: count }, "index and store disagree: rebuilding the index");
-      // On the rebuild thread too: the event loop stays free to answer health checks (NOT_SERVING).
-      const built = await new GraphBuilder(params, opts.threads, rebuildPath(dir)).build(store, () => false);
-      if (!built) throw new Error("index rebuild at start stopped");
-      index = built;
-    }
-    const wal = await Wal.create(walDir, Math.max(replay.lastSegment, walFrom - 1));
-    wal.addReplayed(walBytes, replay.records);
+      // On a graph thread too: the event loop stays free to answer health checks (NOT_SERVING).
+      const builder = new GraphBuilder(params, opts.threads, rebuildPath(dir));
+      const graph = await builder.build(store, () => false);
+      if (!graph) throw new Error("index rebuild at start stopped");
+      index = graph;
+      built = builder.path;
+    } else wal.addReplayed(walBytes, replay.records);
+    const c = new Collection(
+      dir,
+      meta,
+      { ...opts, log },
+      index,
+      store,
+      filters,
+      wal,
+      manifest,
+      count,
+      nextKey,
+      built ? new Set() : replayed,
+    );
+    // The new graph holds the whole store, which holds the whole WAL: a snapshot at the fresh
+    // segment, so the next start loads it instead of building it again.
+    if (built) await c.commitGraphFile(built, wal.currentSegment);
     log.info(
-      { points: count, snapshot: manifest?.indexFile ?? null, walRecordsReplayed: replay.records },
+      { points: count, snapshot: c.manifest?.indexFile ?? null, walRecordsReplayed: replay.records },
       "collection loaded",
     );
-    return new Collection(dir, meta, { ...opts, log }, index, store, filters, wal, manifest, count, nextKey);
+    return c;
   }
 
   get count(): number {
@@ -289,6 +331,7 @@ export class Collection {
       this._count += added;
       this.churn += previous.length;
       for (const r of records) this.touched?.add(r.key);
+      for (const r of records) this.sinceSnapshot.add(r.key);
       this.maybeSnapshot();
       this.maybeRebuild();
       return unique.length;
@@ -322,6 +365,7 @@ export class Collection {
       this._count -= gone.length;
       this.churn += gone.length;
       for (const g of gone) this.touched?.add(g.key);
+      for (const g of gone) this.sinceSnapshot.add(g.key);
       this.maybeSnapshot();
       this.maybeRebuild();
       return gone.length;
@@ -346,10 +390,10 @@ export class Collection {
   async search(query: Float32Array, o: SearchOptions): Promise<Neighbours> {
     this.checkReadable();
     if (this._count === 0) return { keys: [], distances: [] };
+    const wanted = this.candidates(o.k);
     if (o.filter === null) {
       if (o.exact) return this.exactOver(null, query, o.k);
-      const res = await this.batcher.search(query, o.k, o.ef);
-      return { keys: res.keys.slice(0, o.k), distances: res.distances.slice(0, o.k) };
+      return this.ranked(await this.batcher.search(query, Math.max(wanted, o.ef)), wanted, query, o.k);
     }
     const plan = new FilterPlan(this.filters, o.filter);
     const estimate = plan.estimate;
@@ -357,26 +401,42 @@ export class Collection {
     if (o.exact || estimate <= this.opts.filterExactMax) return this.exactOver(plan.materialize(), query, o.k);
 
     // Over-fetch from HNSW: start from the expected number of candidates that
-    // yields k matches at this selectivity (x2 margin) and grow 4x until k
-    // matches are found; past the cap, the exact scan of the matching set
-    // guarantees k hits whenever k exist.
-    let fetch = Math.max(o.ef, Math.ceil(((o.k * this._count) / estimate) * 2));
+    // yields the wanted matches at this selectivity (x2 margin) and grow 4x until
+    // they are found; past the cap, the exact scan of the matching set
+    // guarantees k hits whenever k exist. Each fetch goes through the batcher, so
+    // it shares a native call with the searches of the same beam width.
+    let fetch = Math.max(o.ef, Math.ceil(((wanted * this._count) / estimate) * 2));
     for (;;) {
       fetch = Math.min(fetch, this._count, this.opts.filterMaxOverfetch);
-      const res = this.index.search(query, fetch, fetch);
+      const res = await this.batcher.search(query, fetch);
       const out: Neighbours = { keys: [], distances: [] };
-      for (let i = 0; i < res.keys.length && out.keys.length < o.k; i++) {
+      for (let i = 0; i < res.keys.length && out.keys.length < wanted; i++) {
         const key = res.keys[i]!;
         if (plan.matches(key)) {
           out.keys.push(key);
           out.distances.push(res.distances[i]!);
         }
       }
-      if (out.keys.length >= o.k) return out;
+      if (out.keys.length >= wanted) return this.ranked(out, wanted, query, o.k);
       if (fetch >= this._count || fetch >= this.opts.filterMaxOverfetch) break;
       fetch *= 4;
     }
     return this.exactOver(plan.materialize(), query, o.k);
+  }
+
+  /** How many graph candidates a search of k results ranks: k, or k x oversampling when rescoring. */
+  private candidates(k: number): number {
+    return this.meta.rescore ? Math.ceil(k * this.meta.oversampling) : k;
+  }
+
+  /**
+   * The k best of the graph's first `wanted` candidates: in the graph's order, or, when the
+   * collection rescores, by exact distance to the stored originals (whose distances are then
+   * the ones answered).
+   */
+  private ranked(res: Neighbours, wanted: number, query: Float32Array, k: number): Neighbours {
+    if (this.meta.rescore) return this.exactOver(res.keys.slice(0, wanted), query, k);
+    return { keys: res.keys.slice(0, k), distances: res.distances.slice(0, k) };
   }
 
   /** Brute force over `keys` (null: the whole collection), in bounded chunks. */
@@ -395,7 +455,7 @@ export class Collection {
     return { keys: top.map((c) => c.key), distances: top.map((c) => c.distance) };
   }
 
-  // ---- snapshots ----------------------------------------------------------
+  // ---- stats and lifecycle --------------------------------------------------
 
   stats(): {
     memoryBytes: number;
@@ -421,32 +481,43 @@ export class Collection {
     };
   }
 
-  /** Takes a snapshot when the WAL holds anything; concurrent calls share one run. */
+  /**
+   * Takes a snapshot when anything was written since the last one; concurrent calls share one
+   * run. The live graph is never saved: usearch's `save` is a synchronous native call (~0.3 s
+   * per 100k x 768 f32), and every search would wait for it. A graph thread instead loads the
+   * committed snapshot's graph, brings the keys written since up to their state in the store,
+   * and writes the result. The write lock is held only to rotate the WAL: searches and writes
+   * go on meanwhile. While a rebuild runs this does nothing: the rebuild ends with a snapshot of
+   * its own graph.
+   */
   snapshot(): Promise<void> {
     if (this.snapshotting) return this.snapshotting;
-    const run = (async () => {
-      const committed = await this.lock.run(() => this.snapshotLocked());
-      if (committed) this.cleanup(committed);
-    })().finally(() => {
+    const run = this.snapshotRun().finally(() => {
       this.snapshotting = null;
     });
     this.snapshotting = run;
     return run;
   }
 
-  /** Stops writes and closes the files; with `snapshotFirst` a final snapshot makes the next start fast. */
-  close(snapshotFirst: boolean): Promise<void> {
-    return this.lock.run(async () => {
+  /**
+   * Stops writes and closes the files; with `snapshotFirst` a final snapshot makes the next
+   * start fast, and without it (a drop) a snapshot in progress is abandoned.
+   */
+  async close(snapshotFirst: boolean): Promise<void> {
+    if (this.closed) return;
+    this.stopping = true;
+    // A rebuild in progress is abandoned: the graph in use is complete, and the snapshot saves it.
+    await this.builder?.terminate();
+    await this.rebuilding?.catch(() => undefined);
+    if (!snapshotFirst) await this.snapshotThread?.terminate();
+    await this.snapshotting?.catch(() => undefined);
+    if (snapshotFirst && !this.broken && !this.closed) {
+      await this.snapshot().catch((err: unknown) => {
+        this.opts.log.error({ err }, "final snapshot failed (the WAL still holds every write)");
+      });
+    }
+    await this.lock.run(async () => {
       if (this.closed) return;
-      // A rebuild in progress is abandoned: the graph in use is complete, and the snapshot saves it.
-      await this.builder?.terminate();
-      if (snapshotFirst && !this.broken) {
-        const committed = await this.snapshotLocked().catch((err: unknown) => {
-          this.opts.log.error({ err }, "final snapshot failed (the WAL still holds every write)");
-          return null;
-        });
-        if (committed) this.cleanup(committed);
-      }
       this.closed = true;
       await this.wal.close();
       await this.store.close();
@@ -459,8 +530,9 @@ export class Collection {
    * Builds a new graph of every stored point on a worker thread and swaps it in. HNSW deletes
    * (and so replaces) leave the graph routing around removed nodes, which costs recall as
    * churn accumulates (services/ann/README.md has the measurement). Searches and writes go on
-   * meanwhile; writes made during the build are applied to the new graph before the swap.
-   * Concurrent calls share one run. Resolves to false when the collection closed first.
+   * meanwhile; writes made during the build are applied to the new graph before the swap, and
+   * the new graph becomes the snapshot. Concurrent calls share one run. Resolves to false when
+   * the collection closed first.
    */
   rebuild(): Promise<boolean> {
     if (this.rebuilding) return this.rebuilding;
@@ -475,15 +547,21 @@ export class Collection {
     this.checkWritable();
     const started = performance.now();
     const churnAtStart = this.churn;
-    const touched = new Set<number>();
     const builder = new GraphBuilder(Collection.params(this.meta), this.opts.threads, rebuildPath(this.dir));
-    this.touched = touched;
     this.builder = builder;
+    // The builder reads every point after this rotation, each in its state then or later, so its
+    // graph with the WAL from `walFrom` on is a snapshot (replay converges, see wal.ts).
+    const touched = new Set<number>();
+    const { walFrom, before } = await this.lock.run(async () => {
+      this.touched = touched;
+      return { walFrom: await this.wal.rotate(), before: this.takeSinceSnapshot() };
+    });
     this.opts.log.info({ points: this._count, churn: churnAtStart }, "index rebuild started");
+    let snapshotted = false;
     try {
-      const fresh = await builder.build(this.store, () => this.closed);
+      const fresh = await builder.build(this.store, () => this.closed || this.stopping);
       if (!fresh) return false;
-      return await this.lock.run(async () => {
+      const swapped = await this.lock.run(async () => {
         if (this.closed || this.broken) return false;
         // Writes since the start: the store holds their outcome (a vector, or none when deleted).
         const live = this.store.gather(touched);
@@ -499,67 +577,129 @@ export class Collection {
         );
         return true;
       });
+      if (!swapped) return false;
+      snapshotted = await this.commitGraphFile(builder.path, walFrom).catch((err: unknown) => {
+        this.opts.log.error({ err }, "rebuilt graph swapped in, but its snapshot failed; the next snapshot covers it");
+        return false;
+      });
+      return true;
     } catch (err) {
       this.rebuildFailedAtMs = Date.now();
       throw err;
     } finally {
       this.touched = null;
       this.builder = null;
+      rmSync(builder.path, { force: true });
+      // Not committed: the previous snapshot stays the base, and the keys written since it
+      // are still to be brought into it.
+      if (!snapshotted) for (const key of before) this.sinceSnapshot.add(key);
     }
   }
 
   private maybeRebuild(): void {
     const o = this.opts;
-    if (o.rebuildChurn <= 0 || this.rebuilding || this._count < o.rebuildMinPoints) return;
+    if (o.rebuildChurn <= 0 || this.rebuilding || this.stopping || this._count < o.rebuildMinPoints) return;
     if (this.churn < o.rebuildChurn * this._count || Date.now() - this.rebuildFailedAtMs < REBUILD_RETRY_MS) return;
     setImmediate(() => {
-      if (this.rebuilding || this.closed) return;
+      if (this.rebuilding || this.closed || this.stopping) return;
       this.rebuild().catch((err: unknown) =>
         o.log.error({ err }, "index rebuild failed; the current graph stays in use"),
       );
     });
   }
 
-  private async snapshotLocked(): Promise<SnapshotManifest | null> {
-    if (this.closed || this.broken || this.wal.records === 0) return null;
+  // ---- snapshots ----------------------------------------------------------
+
+  private async snapshotRun(): Promise<void> {
+    if (this.closed || this.broken || this.rebuilding || this.sinceSnapshot.size === 0) return;
     const started = performance.now();
-    this.opts.log.info({ walBytes: this.wal.bytes, points: this._count }, "snapshot started");
-    // Writes wait on the lock, so everything before the new segment is in the index.
-    const walFrom = await this.wal.rotate();
-    const file = await writeIndexFile(
-      this.dir,
-      walFrom,
-      (path) => this.index.save(path),
-      this.opts.faultSnapshotStallMs,
-    );
-    await this.store.flushed();
-    const manifest: SnapshotManifest = {
-      indexFile: file.name,
-      walFrom,
-      takenAtMs: Date.now(),
-      points: this._count,
-      indexBytes: file.bytes,
-      indexCrc32: file.crc32,
-    };
-    await commitManifest(this.dir, manifest);
-    this.manifest = manifest;
-    this.opts.log.info({ walFrom, ms: Math.round(performance.now() - started) }, "snapshot committed");
-    return manifest;
+    // Writes wait on the lock, so every write before the new segment is in the store.
+    const { walFrom, delta } = await this.lock.run(async () => ({
+      walFrom: await this.wal.rotate(),
+      delta: this.takeSinceSnapshot(),
+    }));
+    this.opts.log.info({ keys: delta.size, points: this._count, walFrom }, "snapshot started");
+    const base = this.manifest;
+    const thread = new GraphThread(Collection.params(this.meta), this.opts.threads);
+    this.snapshotThread = thread;
+    let committed = false;
+    try {
+      if (base) {
+        // usearch trusts the file it loads, and a damaged one would crash the whole process.
+        await checkIndexFile(this.dir, base);
+        await thread.load(join(this.dir, base.indexFile));
+      }
+      // The store holds each key's state as of `walFrom` or later: replay converges (wal.ts).
+      const synced = await thread.sync(this.store, [...delta], () => this.closed);
+      if (!synced) return;
+      committed = await this.commitSnapshot(walFrom, async (path) => {
+        await thread.save(path);
+      });
+      this.opts.log.info({ walFrom, ms: Math.round(performance.now() - started) }, "snapshot committed");
+    } finally {
+      this.snapshotThread = null;
+      await thread.terminate();
+      if (!committed) for (const key of delta) this.sinceSnapshot.add(key);
+    }
   }
 
-  private cleanup(manifest: SnapshotManifest): void {
-    try {
-      this.wal.removeBefore(manifest.walFrom);
-      sweep(this.dir, manifest);
-    } catch (err) {
-      // Harmless: leftovers are swept at the next start.
-      this.opts.log.warn({ err }, "snapshot cleanup failed");
-    }
+  /** Commits a graph written to `path` from the store at WAL segment `walFrom` or later as the snapshot at `walFrom`. */
+  private async commitGraphFile(path: string, walFrom: number): Promise<boolean> {
+    return this.commitSnapshot(walFrom, (tmp) => rename(path, tmp));
+  }
+
+  /**
+   * Writes an index file through `save` and commits it as the snapshot at WAL segment
+   * `walFrom`, then deletes what it replaces. Commits are serialised and only move forward:
+   * false (nothing written) when a snapshot at or past `walFrom` is already committed, whose
+   * cleanup may have deleted WAL this one would need.
+   */
+  private commitSnapshot(walFrom: number, save: (path: string) => Promise<void>): Promise<boolean> {
+    return this.commitLock.run(async () => {
+      if (this.manifest && this.manifest.walFrom >= walFrom) return false;
+      const file = await writeIndexFile(this.dir, walFrom, save, () => this.faultStall());
+      // The WAL before `walFrom` goes below: the store must be on disk up to it first.
+      await this.store.flushed();
+      const manifest: SnapshotManifest = {
+        indexFile: file.name,
+        walFrom,
+        takenAtMs: Date.now(),
+        points: this._count,
+        indexBytes: file.bytes,
+        indexCrc32: file.crc32,
+      };
+      await commitManifest(this.dir, manifest);
+      this.manifest = manifest;
+      try {
+        this.wal.removeBefore(walFrom);
+        sweep(this.dir, manifest, false);
+      } catch (err) {
+        // Harmless: leftovers are swept at the next start.
+        this.opts.log.warn({ err }, "snapshot cleanup failed");
+      }
+      return true;
+    });
+  }
+
+  /** Fault injection for the crash test: a window in which the temp file exists and nothing is committed yet. */
+  private async faultStall(): Promise<void> {
+    const ms = this.opts.faultSnapshotStallMs;
+    if (ms <= 0) return;
+    this.opts.log.warn({ ms }, "snapshot index file written; stalling before the commit (FAULT_SNAPSHOT_STALL_MS)");
+    await new Promise((r) => setTimeout(r, ms));
+  }
+
+  /** Hands over the keys written since the snapshot and starts a new set (callers hold the write lock). */
+  private takeSinceSnapshot(): Set<number> {
+    const taken = this.sinceSnapshot;
+    this.sinceSnapshot = new Set();
+    return taken;
   }
 
   private maybeSnapshot(): void {
     if (this.opts.snapshotWalBytes > 0 && this.wal.bytes >= this.opts.snapshotWalBytes && !this.snapshotting) {
       setImmediate(() => {
+        if (this.stopping) return;
         this.snapshot().catch((err: unknown) => this.opts.log.error({ err }, "snapshot failed"));
       });
     }

@@ -18,9 +18,9 @@ import type { Collection, CollectionMeta, NewPoint } from "./collection.js";
 import type { AnnConfig } from "./config.js";
 import type { EncoderClient } from "./encoder-client.js";
 import { compileFilter } from "./filter.js";
-import { type MetricName, type Quantization, scoreOf } from "./hnsw.js";
+import { type MetricName, scoreOf } from "./hnsw.js";
 import type { Registry } from "./registry.js";
-import { checkCount, checkId, checkName, checkPayload, checkVector } from "./validate.js";
+import { checkCount, checkId, checkName, checkPayload, checkQuantization, checkVector } from "./validate.js";
 
 /** validate -> resolve collection/alias -> (encode text) -> index/store -> respond */
 
@@ -61,6 +61,9 @@ export function annHandlers({ registry, encoder, config }: AnnDeps): Handlers<ty
       efConstruction: c.meta.efConstruction,
       efSearch: c.meta.efSearch,
       quantization: c.meta.quantization,
+      // Reported only where rescoring runs: an f32 collection was never given either.
+      rescore: c.meta.quantization === "f32" ? undefined : c.meta.rescore,
+      oversampling: c.meta.rescore ? c.meta.oversampling : undefined,
     },
     count: c.count,
     createdAtMs: c.meta.createdAtMs,
@@ -240,20 +243,13 @@ function collectionMeta(req: CreateCollectionRequest, config: AnnConfig): Collec
   const m = p?.m || 16;
   const efConstruction = p?.efConstruction || 128;
   const efSearch = p?.efSearch || 64;
-  const quantization = (p?.quantization || "f32") as Quantization;
   if (m < 2 || m > 128) throw new InvalidArgumentError(`index.m=${m} is outside [2, 128]`);
   if (efConstruction > config.MAX_EF) {
     throw new InvalidArgumentError(`index.ef_construction=${efConstruction} exceeds MAX_EF=${config.MAX_EF}`);
   }
   if (efSearch > config.MAX_EF)
     throw new InvalidArgumentError(`index.ef_search=${efSearch} exceeds MAX_EF=${config.MAX_EF}`);
-  if (!["f32", "f16", "i8"].includes(quantization)) {
-    throw new InvalidArgumentError(`index.quantization must be f32, f16 or i8, not ${JSON.stringify(quantization)}`);
-  }
-  // usearch's i8 scales components into [-127, 127] assuming unit vectors.
-  if (quantization === "i8" && metric !== "cosine") {
-    throw new InvalidArgumentError("index.quantization=i8 is only supported with the cosine metric");
-  }
+  const q = checkQuantization(p?.quantization || "f32", metric, p?.rescore, p?.oversampling);
   return {
     name,
     space: req.space,
@@ -262,7 +258,7 @@ function collectionMeta(req: CreateCollectionRequest, config: AnnConfig): Collec
     m,
     efConstruction,
     efSearch,
-    quantization,
+    ...q,
     createdAtMs: Date.now(),
   };
 }

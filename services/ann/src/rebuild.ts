@@ -1,29 +1,21 @@
 import { rmSync } from "node:fs";
-import { Worker } from "node:worker_threads";
-import { HnswIndex, type HnswParams, PARALLEL_ADD_MIN_SIZE, usearchOptions } from "./hnsw.js";
+import { GraphThread, type VectorSource } from "./graph-thread.js";
+import { HnswIndex, type HnswParams } from "./hnsw.js";
 
-const THREAD_ENTRY = new URL("./rebuild-thread.mjs", import.meta.url);
-
-/** Rows read from the source and moved to the thread at a time; the event loop runs in between. */
-const CHUNK_ROWS = 4096;
-
-/** Where the points come from (the payload store). */
-export interface VectorSource {
+/** Where a rebuild's points come from (the payload store). */
+export interface PointSource extends VectorSource {
   allKeys(): number[];
-  /** Row-major vectors of the keys that still exist, in a buffer of its own. */
-  gather(keys: Iterable<number>): { keys: number[]; matrix: Float32Array };
 }
 
 /**
- * A new HNSW graph of every point of a source, built on a worker thread of its own
- * (rebuild-thread.mjs): usearch's `add` is a synchronous native call, minutes long for a large
- * collection, and on the main thread it would stop every request of the service for that long.
- * The thread writes the graph to `path`, which `build` loads and removes. One use per builder.
+ * A new HNSW graph of every point of a source, built on a graph thread (graph-thread.ts):
+ * usearch's `add` is a synchronous native call, minutes long for a large collection, and on the
+ * main thread it would stop every request of the service for that long. The thread writes the
+ * graph to `path`, which `build` loads and leaves in place: the caller commits it as a snapshot
+ * or removes it. One use per builder.
  */
 export class GraphBuilder {
-  private readonly thread: Worker;
-  private failure: Error | null = null;
-  private waiting: { resolve(): void; reject(err: Error): void } | null = null;
+  private readonly thread: GraphThread;
   /** True once `terminate` was called: a failure after it is the stop, not a fault. */
   abandoned = false;
   /** Points in the new graph so far, of `total` (Stats shows them while a rebuild runs). */
@@ -33,52 +25,36 @@ export class GraphBuilder {
   constructor(
     private readonly params: HnswParams,
     private readonly threads: number,
-    private readonly path: string,
+    readonly path: string,
   ) {
-    this.thread = new Worker(THREAD_ENTRY, {
-      workerData: { options: usearchOptions(params), threads, serialFirst: PARALLEL_ADD_MIN_SIZE, path },
-    });
-    type Message = { kind: "added"; rows: number } | { kind: "saved" } | { kind: "failed"; message: string };
-    this.thread.on("message", (msg: Message) => {
-      if (msg.kind === "added") this.inserted += msg.rows;
-      else this.settle(msg.kind === "saved" ? null : new Error(`index rebuild thread: ${msg.message}`));
-    });
-    this.thread.on("error", (err) => this.settle(err));
-    this.thread.on("exit", (code) => this.settle(new Error(`index rebuild thread exited (code ${code})`)));
+    this.thread = new GraphThread(params, threads);
   }
 
   /**
    * Moves every point of `source` to the thread, a chunk per turn of the event loop, and
-   * resolves with the graph it built; null when `stopped()` turned true between chunks or the
-   * builder was terminated. The thread is stopped and the file removed either way.
+   * resolves with the graph it built (also written to `path`); null when `stopped()` turned
+   * true between chunks or the builder was terminated. The thread is stopped either way, and
+   * the file removed unless a graph is returned.
    */
-  async build(source: VectorSource, stopped: () => boolean): Promise<HnswIndex | null> {
+  async build(source: PointSource, stopped: () => boolean): Promise<HnswIndex | null> {
+    let built: HnswIndex | null = null;
     try {
       const keys = source.allKeys();
       this.total = keys.length;
-      for (let i = 0; i < keys.length; i += CHUNK_ROWS) {
-        if (stopped() || this.abandoned) return null;
-        if (this.failure) throw this.failure;
-        const chunk = source.gather(keys.slice(i, i + CHUNK_ROWS));
-        const big = BigUint64Array.from(chunk.keys, (k) => BigInt(k));
-        this.thread.postMessage({ kind: "add", keys: big, matrix: chunk.matrix }, [
-          big.buffer,
-          chunk.matrix.buffer as ArrayBuffer,
-        ]);
-        await new Promise((resolve) => setImmediate(resolve));
-      }
-      await new Promise<void>((resolve, reject) => {
-        if (this.failure) return reject(this.failure);
-        this.waiting = { resolve, reject };
-        this.thread.postMessage({ kind: "save" });
+      const halted = () => stopped() || this.abandoned;
+      const done = await this.thread.sync(source, keys, halted, (rows) => {
+        this.inserted += rows;
       });
-      return HnswIndex.load(this.params, this.path, this.threads);
+      if (!done) return null;
+      await this.thread.save(this.path);
+      built = HnswIndex.load(this.params, this.path, this.threads);
+      return built;
     } catch (err) {
       if (stopped() || this.abandoned) return null;
       throw err;
     } finally {
-      await this.terminate();
-      rmSync(this.path, { force: true });
+      await this.thread.terminate();
+      if (!built) rmSync(this.path, { force: true });
     }
   }
 
@@ -86,13 +62,5 @@ export class GraphBuilder {
   async terminate(): Promise<void> {
     this.abandoned = true;
     await this.thread.terminate();
-  }
-
-  private settle(err: Error | null): void {
-    if (err) this.failure ??= err;
-    const waiting = this.waiting;
-    this.waiting = null;
-    if (err) waiting?.reject(err);
-    else waiting?.resolve();
   }
 }

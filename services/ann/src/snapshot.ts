@@ -10,7 +10,8 @@ import { syncDir } from "./wal.js";
  *   index-<walFrom>.usearch   the HNSW index as of the start of WAL segment <walFrom>
  *   snapshot.json             which index file is current, and where the WAL replay starts
  *
- * Commit order (each step fsynced): index written to a temp name -> renamed ->
+ * Commit order (each step fsynced): index written to a temp name by a graph thread
+ * (never the live graph: see Collection.snapshot) -> renamed ->
  * payload store flushed -> snapshot.json replaced by rename -> only then the
  * older index file and the WAL segments before <walFrom> are deleted. A crash
  * before the snapshot.json rename leaves the previous snapshot and all of its
@@ -89,18 +90,23 @@ export async function writeFileAtomic(path: string, bytes: string | Uint8Array):
 }
 
 /**
- * Saves the index through `save` (usearch writes the file itself) under a temp
- * name, fsyncs it and renames it to its final name. Returns its name, size and CRC32.
+ * Has `save` write the index file (a graph thread, or a rename of a built graph's file) under a
+ * temp name, fsyncs it and renames it to its final name. Returns its name, size and CRC32.
  */
 export async function writeIndexFile(
   dir: string,
   walFrom: number,
-  save: (path: string) => void,
-  stallMs = 0,
+  save: (path: string) => Promise<void>,
+  beforeRename: () => Promise<void> = async () => undefined,
 ): Promise<IndexFile> {
   const name = `index-${walFrom}.usearch`;
   const tmp = join(dir, `${name}.tmp`);
-  save(tmp);
+  try {
+    await save(tmp);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw err;
+  }
   // One handle for the checksum pass and the fsync.
   const fh = await open(tmp, "r+");
   let written: { bytes: number; crc32: number };
@@ -110,9 +116,7 @@ export async function writeIndexFile(
   } finally {
     await fh.close();
   }
-  // Fault injection for the crash test: a window in which the temp file exists
-  // and nothing is committed yet.
-  if (stallMs > 0) await new Promise((r) => setTimeout(r, stallMs));
+  await beforeRename();
   await rename(tmp, join(dir, name));
   await syncDir(dir);
   return { name, ...written };
@@ -122,10 +126,13 @@ export async function commitManifest(dir: string, manifest: SnapshotManifest): P
   await writeFileAtomic(join(dir, MANIFEST), JSON.stringify(manifest));
 }
 
-/** Removes temp files and index files other than the current one. */
-export function sweep(dir: string, current: SnapshotManifest | null): void {
+/**
+ * Removes index files other than the current one and, with `temps` (at start, when nothing is
+ * being written), the temp files a crash left behind.
+ */
+export function sweep(dir: string, current: SnapshotManifest | null, temps: boolean): void {
   for (const f of readdirSync(dir)) {
-    const stale = f.endsWith(".tmp") || (/^index-\d+\.usearch$/.test(f) && f !== current?.indexFile);
+    const stale = (temps && f.endsWith(".tmp")) || (/^index-\d+\.usearch$/.test(f) && f !== current?.indexFile);
     if (stale) rmSync(join(dir, f), { force: true });
   }
 }

@@ -1,5 +1,6 @@
 import { decodeVector } from "@tandem/proto";
 import { InvalidArgumentError } from "@tandem/service-kit";
+import type { MetricName, Quantization } from "./hnsw.js";
 
 /**
  * Request checks shared by the handlers. Size limits on a request are
@@ -63,4 +64,55 @@ export function checkVector(bytes: Uint8Array, dims: number, what: string): Floa
 
 export function checkCount(what: string, n: number, max: number): void {
   if (n > max) throw new InvalidArgumentError(`${what}: ${n} exceeds the limit of ${max} per request`);
+}
+
+/** Candidates taken per result when rescoring, unless the collection says otherwise. */
+export const DEFAULT_OVERSAMPLING = 4;
+/** Past this, scoring k x oversampling originals costs more than an exact search saves: use `exact`. */
+export const MAX_OVERSAMPLING = 64;
+
+/**
+ * A new collection's graph precision and its rescoring: unset rescoring is on for the quantised
+ * kinds (f16, i8) and off for f32. Settings that would do nothing are refused rather than
+ * ignored, so a client never believes it bought recall it did not get.
+ */
+export function checkQuantization(
+  quantization: string,
+  metric: MetricName,
+  rescore: boolean | undefined,
+  oversampling: number | undefined,
+): { quantization: Quantization; rescore: boolean; oversampling: number } {
+  if (quantization !== "f32" && quantization !== "f16" && quantization !== "i8") {
+    throw new InvalidArgumentError(`index.quantization must be f32, f16 or i8, not ${JSON.stringify(quantization)}`);
+  }
+  // usearch's i8 scales components into [-127, 127] assuming unit vectors.
+  if (quantization === "i8" && metric !== "cosine") {
+    throw new InvalidArgumentError("index.quantization=i8 is only supported with the cosine metric");
+  }
+  if (quantization === "f32") {
+    if (rescore === true) {
+      throw new InvalidArgumentError(
+        "index.rescore=true does nothing with quantization=f32: its graph distances are already exact; leave rescore unset, or choose quantization f16 or i8",
+      );
+    }
+    if (oversampling !== undefined) {
+      throw new InvalidArgumentError(
+        `index.oversampling=${oversampling} applies only to rescoring, which quantization=f32 does not need; leave it unset, or choose quantization f16 or i8`,
+      );
+    }
+    return { quantization, rescore: false, oversampling: 1 };
+  }
+  const on = rescore ?? true;
+  if (oversampling === undefined) return { quantization, rescore: on, oversampling: on ? DEFAULT_OVERSAMPLING : 1 };
+  if (!on) {
+    throw new InvalidArgumentError(
+      `index.oversampling=${oversampling} applies only to rescoring, and index.rescore=false; set rescore to true or leave oversampling unset`,
+    );
+  }
+  if (!Number.isFinite(oversampling) || oversampling < 1 || oversampling > MAX_OVERSAMPLING) {
+    throw new InvalidArgumentError(
+      `index.oversampling must be a number in [1, ${MAX_OVERSAMPLING}] (graph candidates per result, e.g. ${DEFAULT_OVERSAMPLING}), not ${oversampling}; for more, search with exact: true`,
+    );
+  }
+  return { quantization, rescore: true, oversampling };
 }

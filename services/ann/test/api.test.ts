@@ -33,7 +33,15 @@ describe("ann: collections, points, search round trips", () => {
     assert.equal(info.name, "docs");
     assert.equal(info.dims, D);
     assert.equal(info.metric, Metric.METRIC_COSINE);
-    assert.deepEqual(info.index, { m: 16, efConstruction: 128, efSearch: 64, quantization: "f32" });
+    // An f32 collection has no rescoring settings to report.
+    assert.deepEqual(info.index, {
+      m: 16,
+      efConstruction: 128,
+      efSearch: 64,
+      quantization: "f32",
+      rescore: undefined,
+      oversampling: undefined,
+    });
     const err = await failure(call(s.client.createCollection.bind(s.client), createReq("docs", D)));
     assert.equal(err.code, status.ALREADY_EXISTS);
     const list = await call(s.client.listCollections.bind(s.client), {});

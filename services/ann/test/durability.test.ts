@@ -260,7 +260,7 @@ describe("ann: SIGKILL of the real server process loses no acknowledged write", 
       // 2. Killed inside a snapshot: index temp file written, nothing committed.
       child = await spawnAnn(tmp.dir, { SNAPSHOT_WAL_BYTES: "65536", FAULT_SNAPSHOT_STALL_MS: "30000" });
       await expectAll(child.client, "c", acked);
-      const stalled = child.waitFor(/"snapshot started"/).then(() => new Promise((r) => setTimeout(r, 300)));
+      const stalled = child.waitFor(/stalling before the commit/);
       killAt = stalled.then(() => kill9(child));
       acked.push(...(await writeLoad(child.client, next, killAt)));
       await killAt;
@@ -275,7 +275,13 @@ describe("ann: SIGKILL of the real server process loses no acknowledged write", 
         child = await spawnAnn(tmp.dir, { SNAPSHOT_WAL_BYTES: "32768" });
         await expectAll(child.client, "c", acked);
         const c = child;
-        killAt = new Promise((res) => setTimeout(res, 300 + r() * 900)).then(() => kill9(c));
+        // Snapshots run on a graph thread while writes go on: each round lets one commit, then
+        // kills at a random moment of the writes and snapshots that follow.
+        const delay = 300 + r() * 900;
+        killAt = c
+          .waitFor(/"snapshot committed"/)
+          .then(() => new Promise((res) => setTimeout(res, delay)))
+          .then(() => kill9(c));
         acked.push(...(await writeLoad(child.client, next, killAt)));
         await killAt;
       }

@@ -34,6 +34,8 @@ const META: CollectionMeta = {
   efConstruction: 64,
   efSearch: 64,
   quantization: "f32",
+  rescore: false,
+  oversampling: 1,
   createdAtMs: 0,
 };
 

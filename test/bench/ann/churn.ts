@@ -48,6 +48,8 @@ const meta: CollectionMeta = {
   efConstruction: 128,
   efSearch: 64,
   quantization: "f32",
+  rescore: false,
+  oversampling: 1,
   createdAtMs: 0,
 };
 const dir = join(mkdtempSync(join(tmpdir(), "ann-churn-")), "churn");
