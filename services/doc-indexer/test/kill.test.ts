@@ -1,27 +1,10 @@
 import assert from "node:assert/strict";
 import type { ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { JobState } from "@tandem/proto";
 import { unary } from "@tandem/service-kit";
-import { type RunningIndexer, startIndexer } from "../src/service.js";
-import {
-  type AnnHandle,
-  cleanup,
-  clients,
-  createCollection,
-  exited,
-  jobStatus,
-  loadCorpus,
-  SCIFACT,
-  spawnWorkerProcess,
-  startAnnForTest,
-  testConfig,
-  testPrefix,
-  waitJob,
-} from "./support/harness.js";
+import { exited, TestStack } from "../../../test/support/stack.js";
+import { type Clients, clients, createCollection, jobStatus, loadCorpus, SCIFACT, waitJob } from "./support/harness.js";
 
 /** Worker settings shared by the API and both worker processes: short locks so a dead worker is noticed fast. */
 const WORKER_VARS = {
@@ -33,42 +16,25 @@ const WORKER_VARS = {
   FILE_ROOT: SCIFACT,
 };
 
-function spawnWorker(prefix: string, annPort: number, log: string[], vars: Record<string, string> = {}): ChildProcess {
-  return spawnWorkerProcess(prefix, annPort, log, { ...WORKER_VARS, ...vars });
-}
-
 describe("a worker process killed mid-job", () => {
-  const prefix = testPrefix("kill");
-  const dataDir = mkdtempSync(join(tmpdir(), "indexer-kill-"));
-  let ann: AnnHandle;
-  let api: RunningIndexer;
-  let c: ReturnType<typeof clients>;
-  const workers: ChildProcess[] = [];
+  const stack = new TestStack("indexer-kill");
+  let annPort = 0;
+  let c: Clients;
   const logs: string[][] = [];
+  const spawnWorker = (log: string[], vars: Record<string, string> = {}): ChildProcess =>
+    stack.workerProcess(annPort, log, { ...WORKER_VARS, ...vars });
 
   before(async () => {
-    ann = await startAnnForTest(dataDir);
+    const ann = await stack.ann();
+    annPort = ann.port;
     // The API alone: the work happens in separate worker processes.
-    api = await startIndexer(testConfig(prefix, ann.port, { ...WORKER_VARS, RUN_WORKER: "false" }));
-    c = clients(api.port, ann.port);
+    const api = await stack.indexer(ann.port, { ...WORKER_VARS, RUN_WORKER: "false" });
+    c = clients(stack, api.port, ann.port);
     await createCollection(c.ann, "killed");
     await createCollection(c.ann, "released");
   });
 
-  after(async () => {
-    for (const w of workers) {
-      if (w.exitCode === null && w.signalCode === null) {
-        w.kill("SIGTERM");
-        await exited(w);
-      }
-    }
-    c?.indexer.close();
-    c?.ann.close();
-    await api?.stop();
-    await ann?.stop();
-    await cleanup(prefix);
-    rmSync(dataDir, { recursive: true, force: true });
-  });
+  after(() => stack.stop());
 
   it("SIGKILL: the job completes on another worker, no vector missing or duplicated", async (t) => {
     const N = 160;
@@ -80,8 +46,7 @@ describe("a worker process killed mid-job", () => {
     assert.equal(sub.accepted, N);
 
     logs.push([]);
-    const first = spawnWorker(prefix, ann.port, logs[0]!);
-    workers.push(first);
+    const first = spawnWorker(logs[0]!);
     const mid = await waitJob(c.indexer, sub.jobId, 90_000, (s) => s.docsDone >= 24);
     assert.ok(mid.docsDone < N, `the job should still be running (done ${mid.docsDone})`);
     first.kill("SIGKILL");
@@ -91,8 +56,7 @@ describe("a worker process killed mid-job", () => {
     assert.equal(atKill.state, JobState.JOB_STATE_ACTIVE, "a dead worker's job stays active until its lock expires");
 
     logs.push([]);
-    const second = spawnWorker(prefix, ann.port, logs[1]!);
-    workers.push(second);
+    const second = spawnWorker(logs[1]!);
     let st: Awaited<ReturnType<typeof waitJob>>;
     try {
       st = await waitJob(c.indexer, sub.jobId, 120_000);
@@ -130,8 +94,7 @@ describe("a worker process killed mid-job", () => {
       limit: N,
     });
     const log: string[] = [];
-    const w = spawnWorker(prefix, ann.port, log, { SHUTDOWN_GRACE_MS: "0" });
-    workers.push(w);
+    const w = spawnWorker(log, { SHUTDOWN_GRACE_MS: "0" });
     await waitJob(c.indexer, sub.jobId, 90_000, (s) => s.docsDone >= 16);
     const t0 = Date.now();
     w.kill("SIGTERM");
@@ -143,8 +106,7 @@ describe("a worker process killed mid-job", () => {
     assert.equal(mid.state, JobState.JOB_STATE_WAITING, "back in the queue at once, no lock expiry needed");
     assert.ok(mid.docsDone < N);
 
-    const next = spawnWorker(prefix, ann.port, []);
-    workers.push(next);
+    spawnWorker([]);
     const st = await waitJob(c.indexer, sub.jobId, 120_000);
     assert.equal(st.state, JobState.JOB_STATE_COMPLETED, st.error);
     assert.equal(st.docsDone + st.docsSkipped, N);

@@ -1,25 +1,14 @@
 import assert from "node:assert/strict";
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { cpSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { EmbeddingModel, truncateNormalize } from "@tandem/model-runtime";
 import { decodeVector, JobState } from "@tandem/proto";
 import { unary } from "@tandem/service-kit";
 import { cosine } from "../../../test/support/bare.js";
-import { type RunningIndexer, startIndexer } from "../src/service.js";
-import {
-  type AnnHandle,
-  cleanup,
-  clients,
-  createCollection,
-  MINILM,
-  startAnnForTest,
-  submit,
-  testConfig,
-  testPrefix,
-  waitJob,
-} from "./support/harness.js";
+import { TestStack } from "../../../test/support/stack.js";
+import { startIndexer } from "../src/service.js";
+import { type Clients, clients, createCollection, MINILM, submit, waitJob } from "./support/harness.js";
 
 /**
  * A teacher served at a Matryoshka size (TEACHER_DIMS): MiniLM's graph under a
@@ -27,12 +16,10 @@ import {
  * named for the width, so only collections of that space take its vectors.
  */
 describe("a teacher served at a Matryoshka size", () => {
-  const work = mkdtempSync(join(tmpdir(), "tandem-mrl-"));
-  const bundle = join(work, "minilm-mrl");
-  const prefix = testPrefix("mrl");
-  let ann: AnnHandle;
-  let indexer: RunningIndexer;
-  let c: ReturnType<typeof clients>;
+  const stack = new TestStack("mrl");
+  const bundle = join(stack.scratch, "minilm-mrl");
+  let annPort = 0;
+  let c: Clients;
 
   before(async () => {
     mkdirSync(bundle);
@@ -40,19 +27,13 @@ describe("a teacher served at a Matryoshka size", () => {
     cpSync(join(MINILM, "tokenizer.json"), join(bundle, "tokenizer.json"));
     const m = JSON.parse(readFileSync(join(MINILM, "manifest.json"), "utf8")) as Record<string, unknown>;
     writeFileSync(join(bundle, "manifest.json"), JSON.stringify({ ...m, name: "minilm-mrl", matryoshka_dims: [128] }));
-    ann = await startAnnForTest(join(work, "ann"));
-    indexer = await startIndexer(testConfig(prefix, ann.port, { TEACHER_BUNDLE_DIR: bundle, TEACHER_DIMS: "128" }));
-    c = clients(indexer.port, ann.port);
+    const ann = await stack.ann();
+    annPort = ann.port;
+    const indexer = await stack.indexer(ann.port, { TEACHER_BUNDLE_DIR: bundle, TEACHER_DIMS: "128" });
+    c = clients(stack, indexer.port, ann.port);
   });
 
-  after(async () => {
-    c?.indexer.close();
-    c?.ann.close();
-    await indexer?.stop();
-    await ann?.stop();
-    await cleanup(prefix);
-    rmSync(work, { recursive: true, force: true });
-  });
+  after(() => stack.stop());
 
   it("names the truncated space and writes the first 128 dims, re-normalised", async () => {
     const info = await unary(c.indexer.info.bind(c.indexer), {});
@@ -90,27 +71,24 @@ describe("a teacher served at a Matryoshka size", () => {
   });
 
   it("an API without a worker describes the teacher from its manifest at the same width", async () => {
-    const api = await startIndexer(
-      testConfig(`${prefix}-api`, ann.port, { TEACHER_BUNDLE_DIR: bundle, TEACHER_DIMS: "128", RUN_WORKER: "false" }),
+    const api = await stack.indexer(
+      annPort,
+      { TEACHER_BUNDLE_DIR: bundle, TEACHER_DIMS: "128", RUN_WORKER: "false" },
+      `${stack.prefix}-api`,
     );
-    const apiClients = clients(api.port, ann.port);
-    try {
-      const info = await unary(apiClients.indexer.info.bind(apiClients.indexer), {});
-      assert.deepEqual(
-        [info.teacher?.bundleName, info.teacher?.space, info.teacher?.dims],
-        ["minilm-mrl", "all-minilm-l6-v2/128", 128],
-      );
-    } finally {
-      apiClients.indexer.close();
-      apiClients.ann.close();
-      await api.stop();
-      await cleanup(`${prefix}-api`);
-    }
+    const apiClients = clients(stack, api.port, annPort);
+    const info = await unary(apiClients.indexer.info.bind(apiClients.indexer), {});
+    assert.deepEqual(
+      [info.teacher?.bundleName, info.teacher?.space, info.teacher?.dims],
+      ["minilm-mrl", "all-minilm-l6-v2/128", 128],
+    );
   });
 
   it("refuses at start-up a size the bundle does not declare", async () => {
     await assert.rejects(
-      startIndexer(testConfig(`${prefix}-bad`, ann.port, { TEACHER_BUNDLE_DIR: bundle, TEACHER_DIMS: "100" })),
+      startIndexer(
+        stack.indexerConfig(annPort, { TEACHER_BUNDLE_DIR: bundle, TEACHER_DIMS: "100" }, `${stack.prefix}-bad`),
+      ),
       /minilm-mrl cannot serve 100 dims: it serves 384, 128/,
     );
   });

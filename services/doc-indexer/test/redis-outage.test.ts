@@ -1,8 +1,4 @@
 import assert from "node:assert/strict";
-import type { ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { type ServiceError, status } from "@grpc/grpc-js";
 import { Indexer } from "@tandem/client";
@@ -12,23 +8,11 @@ import { type RetryNotice, unary } from "@tandem/service-kit";
 import { Redis } from "ioredis";
 import { redisAway } from "../../../apps/cli/src/clients.js";
 import { followJob } from "../../../apps/cli/src/jobs.js";
+import type { RedisServer } from "../../../test/support/redis-server.js";
+import { TestStack } from "../../../test/support/stack.js";
 import { Keys } from "../src/queue.js";
-import { type RunningIndexer, startIndexer } from "../src/service.js";
-import {
-  type AnnHandle,
-  clients,
-  createCollection,
-  exited,
-  loadCorpus,
-  SCIFACT,
-  spawnWorkerProcess,
-  startAnnForTest,
-  testConfig,
-  testPrefix,
-  testQueue,
-  waitJob,
-} from "./support/harness.js";
-import { type RedisServer, startRedisServer } from "./support/redis-server.js";
+import type { RunningIndexer } from "../src/service.js";
+import { type Clients, clients, createCollection, loadCorpus, SCIFACT, testQueue, waitJob } from "./support/harness.js";
 
 /** Resolves when `check` holds, polling; rejects after `timeoutMs` naming `what`. */
 async function until(what: string, check: () => boolean, timeoutMs: number): Promise<void> {
@@ -51,19 +35,15 @@ function within<T>(what: string, p: Promise<T>, timeoutMs: number): Promise<T> {
 const N = 160;
 
 describe("Redis killed (SIGKILL) mid-job and restarted: nothing lost, nothing twice, the follower waits", () => {
-  const prefix = testPrefix("outage");
-  const redisDir = mkdtempSync(join(tmpdir(), "outage-redis-"));
-  const annDir = mkdtempSync(join(tmpdir(), "outage-ann-"));
+  const stack = new TestStack("outage");
   let redis: RedisServer;
-  let ann: AnnHandle;
   let api: RunningIndexer;
-  let worker: ChildProcess;
   const workerLog: string[] = [];
-  let c: ReturnType<typeof clients>;
+  let c: Clients;
 
   before(async () => {
     // The durable setting the README recommends for production: every write fsynced before Redis answers.
-    redis = await startRedisServer(redisDir, [
+    redis = await stack.privateRedis([
       "--appendonly",
       "yes",
       "--appendfsync",
@@ -71,9 +51,8 @@ describe("Redis killed (SIGKILL) mid-job and restarted: nothing lost, nothing tw
       "--maxmemory-policy",
       "noeviction",
     ]);
-    ann = await startAnnForTest(annDir);
+    const ann = await stack.ann();
     const vars = {
-      REDIS_URL: redis.url,
       REQUIRE_DURABLE_QUEUE: "true",
       REDIS_RECONNECT_MAX_MS: "500",
       JOB_MAX_DOCS: "1000",
@@ -81,25 +60,13 @@ describe("Redis killed (SIGKILL) mid-job and restarted: nothing lost, nothing tw
       MAX_BATCH_DOCS: "8",
     };
     // As deployed: the API alone, the worker in a process of its own; both against this Redis.
-    api = await startIndexer(testConfig(prefix, ann.port, { ...vars, RUN_WORKER: "false" }));
-    worker = spawnWorkerProcess(prefix, ann.port, workerLog, vars);
-    c = clients(api.port, ann.port);
+    api = await stack.indexer(ann.port, { ...vars, RUN_WORKER: "false" });
+    stack.workerProcess(ann.port, workerLog, vars);
+    c = clients(stack, api.port, ann.port);
     await createCollection(c.ann, "outage");
   });
 
-  after(async () => {
-    if (worker && worker.exitCode === null && worker.signalCode === null) {
-      worker.kill("SIGTERM");
-      await exited(worker);
-    }
-    c?.indexer.close();
-    c?.ann.close();
-    await api?.stop();
-    await ann?.stop();
-    await redis?.stop();
-    rmSync(redisDir, { recursive: true, force: true });
-    rmSync(annDir, { recursive: true, force: true });
-  });
+  after(() => stack.stop());
 
   it("JobStatus answers UNAVAILABLE during the outage; the job completes with every document once", {
     timeout: 300_000,
@@ -175,12 +142,12 @@ describe("Redis killed (SIGKILL) mid-job and restarted: nothing lost, nothing tw
     assert.deepEqual(got.missing, []);
     const store = new Redis(redis.url);
     try {
-      const key = new Keys(prefix).content("outage", Number(stats.info?.createdAtMs));
+      const key = new Keys(stack.prefix).content("outage", Number(stats.info?.createdAtMs));
       assert.equal(await store.hlen(key), N, "content fingerprints == documents");
     } finally {
       store.disconnect();
     }
-    const queue = testQueue(prefix, redis.url);
+    const queue = testQueue(stack.prefix, redis.url);
     try {
       const job = await queue.getJob(`${sub.jobId}-0`);
       t.diagnostic(`the job's attempts: ${job?.attemptsStarted} started, ${job?.attemptsMade} made`);

@@ -1,59 +1,35 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { JobState } from "@tandem/proto";
 import { unary } from "@tandem/service-kit";
 import { freePort } from "../../../test/support/net.js";
-import { type RunningIndexer, startIndexer } from "../src/service.js";
-import {
-  type AnnHandle,
-  cleanup,
-  clients,
-  createCollection,
-  startAnnForTest,
-  submit,
-  testConfig,
-  testPrefix,
-  testQueue,
-  waitJob,
-} from "./support/harness.js";
+import { type Served, TestStack } from "../../../test/support/stack.js";
+import { type Clients, clients, createCollection, submit, testQueue, waitJob } from "./support/harness.js";
 
 describe("transient failures are retried with exponential backoff", () => {
-  const prefix = testPrefix("retry");
-  const dataDir = mkdtempSync(join(tmpdir(), "indexer-retry-"));
+  const stack = new TestStack("indexer-retry");
   let annPort = 0;
-  let ann: AnnHandle | null = null;
-  let indexer: RunningIndexer;
-  let c: ReturnType<typeof clients>;
+  let ann: Served;
+  let c: Clients;
   const vars = { JOB_ATTEMPTS: "10", BACKOFF_MS: "200", ANN_TIMEOUT_MS: "2000" };
 
   before(async () => {
     annPort = await freePort();
-    ann = await startAnnForTest(dataDir, annPort);
-    indexer = await startIndexer(testConfig(prefix, annPort, vars));
-    c = clients(indexer.port, annPort);
+    ann = await stack.ann({}, { port: annPort });
+    const indexer = await stack.indexer(annPort, vars);
+    c = clients(stack, indexer.port, annPort);
     await createCollection(c.ann, "flaky");
   });
 
-  after(async () => {
-    c?.indexer.close();
-    c?.ann.close();
-    await indexer?.stop();
-    await ann?.stop();
-    await cleanup(prefix);
-    rmSync(dataDir, { recursive: true, force: true });
-  });
+  after(() => stack.stop());
 
   it("the ANN service goes away and comes back: the job retries and completes", async (t) => {
     await unary(c.indexer.pauseQueue.bind(c.indexer), {});
     const docs = Array.from({ length: 12 }, (_, i) => ({ id: `f${i}`, text: `document number ${i}`, payloadJson: "" }));
     const sub = await submit(c.indexer, "flaky", docs);
-    await ann!.stop();
-    ann = null;
+    await ann.stop();
     await unary(c.indexer.resumeQueue.bind(c.indexer), {});
-    const queue = testQueue(prefix);
+    const queue = testQueue(stack.prefix);
     try {
       // Wait until at least two attempts failed against the missing service, then bring it back.
       const deadline = Date.now() + 30_000;
@@ -63,7 +39,7 @@ describe("transient failures are retried with exponential backoff", () => {
         assert.ok(Date.now() < deadline, "the job was not retried");
         await new Promise((r) => setTimeout(r, 100));
       }
-      ann = await startAnnForTest(dataDir, annPort);
+      await stack.ann({}, { port: annPort });
       const st = await waitJob(c.indexer, sub.jobId, 60_000);
       assert.equal(st.state, JobState.JOB_STATE_COMPLETED, st.error);
       assert.equal(st.docsDone, 12);

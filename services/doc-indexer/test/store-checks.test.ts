@@ -7,10 +7,10 @@ import { Writable } from "node:stream";
 import { after, describe, it } from "node:test";
 import { ConfigError, createLogger, type Logger } from "@tandem/service-kit";
 import { REPO_ROOT } from "../../../test/support/paths.js";
+import { type RedisServer, startRedisServer } from "../../../test/support/redis-server.js";
 import { indexerConfig } from "../src/config.js";
 import { checkStore } from "../src/store-checks.js";
 import { MINILM } from "./support/harness.js";
-import { type RedisServer, startRedisServer } from "./support/redis-server.js";
 
 interface LogLine {
   level: number;

@@ -8,10 +8,10 @@ import { AnnClient } from "@tandem/proto";
 import { insecure, TandemError, unary } from "@tandem/service-kit";
 import { Redis } from "ioredis";
 import { freePort } from "../../../test/support/net.js";
+import { type RedisServer, startRedisServer } from "../../../test/support/redis-server.js";
 import { indexerConfig } from "../src/config.js";
 import { connectRedis, redisOptions, storeName } from "../src/redis-connection.js";
 import { isStoreUnavailable, storeError, withStoreErrors } from "../src/store-errors.js";
-import { type RedisServer, startRedisServer } from "./support/redis-server.js";
 
 /** The error a promise rejects with (fails the test when it resolves). */
 async function failure(p: Promise<unknown>): Promise<Error> {

@@ -10,28 +10,23 @@
 // docs/figures/bench-indexer.txt, for `pnpm readme`); progress goes to stderr. queue_overhead_ratio = pipeline docs/s divided
 // by bare docs/s, per round (the two run back to back), median over rounds (1.0: the queue costs
 // nothing; the target is >= 0.85). docs_per_s / bare_docs_per_s are the medians of each side.
-import { mkdtempSync, rmSync } from "node:fs";
-import { cpus, hostname, tmpdir } from "node:os";
-import { join } from "node:path";
+import { cpus, hostname } from "node:os";
 import { parseArgs } from "node:util";
-import { formBatches, paddingWaste, startIndexer } from "@tandem/doc-indexer";
+import { formBatches, paddingWaste } from "@tandem/doc-indexer";
 import { EmbeddingModel, type ExecutionProvider, type Tokenized } from "@tandem/model-runtime";
 import { JobState } from "@tandem/proto";
 import * as ort from "onnxruntime-node";
 import {
-  cleanup,
   clients,
   createCollection,
   loadCorpus,
   SCIFACT,
-  startAnnForTest,
   submit,
-  testConfig,
-  testPrefix,
   waitJob,
 } from "../../../services/doc-indexer/test/support/harness.js";
 import { paddedFeeds } from "../../support/bare.js";
 import { MODELS } from "../../support/paths.js";
+import { TestStack } from "../../support/stack.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -97,11 +92,10 @@ async function benchBundle(bundle: string) {
   }
 
   async function pipeline(): Promise<{ wallS: number; workerDocsPerS: number; ann: string }> {
-    const prefix = testPrefix("bench");
-    const dataDir = mkdtempSync(join(tmpdir(), "indexer-bench-"));
-    const ann = await startAnnForTest(dataDir);
-    const indexer = await startIndexer(
-      testConfig(prefix, ann.port, {
+    const stack = new TestStack("indexer-bench");
+    try {
+      const ann = await stack.ann();
+      const indexer = await stack.indexer(ann.port, {
         TEACHER_BUNDLE_DIR: bundle,
         // Stdout is the figure file: the dev Redis's AOF warning is not a figure.
         LOG_LEVEL: "error",
@@ -111,10 +105,8 @@ async function benchBundle(bundle: string) {
         MAX_BATCH_DOCS: String(limits.maxBatchDocs),
         JOB_MAX_DOCS: String(N),
         UPSERT_FLUSH_DOCS: "64",
-      }),
-    );
-    const c = clients(indexer.port, ann.port);
-    try {
+      });
+      const c = clients(stack, indexer.port, ann.port);
       await createCollection(c.ann, "bench", space, dims);
       const t0 = performance.now();
       const sub = await submit(c.indexer, "bench", docs);
@@ -125,12 +117,7 @@ async function benchBundle(bundle: string) {
       }
       return { wallS, workerDocsPerS: st.docsPerS, ann: "ann-service" };
     } finally {
-      c.indexer.close();
-      c.ann.close();
-      await indexer.stop();
-      await ann.stop();
-      await cleanup(prefix);
-      rmSync(dataDir, { recursive: true, force: true });
+      await stack.stop();
     }
   }
 
