@@ -10,6 +10,8 @@ export const stateName = (s: JobState) => (JobState[s] ?? "UNKNOWN").replace("JO
 export interface FollowOptions {
   /** Show progress on stderr (a bar on a terminal, plain lines elsewhere); without it, only outages get a line each. */
   bar: boolean;
+  /** What the progress says is being done; default "indexing". */
+  label?: string;
   /** How long one outage (JobStatus answering UNAVAILABLE, or nothing) is retried before giving up. */
   retryForMs?: number;
   intervalMs?: number;
@@ -54,7 +56,7 @@ export async function followJob(indexer: Indexer, jobId: string, opts: FollowOpt
       outage = null;
       last = s;
       if (opts.bar && !progress && s.docsTotal > 0) {
-        progress = startProgress(s.docsTotal, { label: "indexing", unit: "docs" });
+        progress = startProgress(s.docsTotal, { label: opts.label ?? "indexing", unit: "docs" });
       }
       progress?.update(handled(s), detail(s, stateName(s.state)));
     }

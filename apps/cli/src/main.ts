@@ -130,6 +130,29 @@ program
     process.exitCode = await jobsCommand(jobId, flags);
   });
 
+program
+  .command("reindex")
+  .description(
+    "move an alias to a new generation embedded by another teacher (backfill, dual-write, parity, atomic swap), with a progress bar",
+  )
+  .argument("<alias>", "the alias to reindex (its collection is kept)")
+  .requiredOption(
+    "--teacher <bundle>",
+    "the new teacher: a bundle name under .cache/models or a path, read by the indexer's workers",
+  )
+  .option(
+    "--queries <queries.jsonl>",
+    "parity queries (JSONL with a text field, e.g. BEIR queries.jsonl), read by the indexer's workers; default: sampled documents",
+  )
+  .option("--no-wait", "return once the reindex is queued")
+  .addOption(retryForOption())
+  .option("--json", "machine-readable output")
+  .addOption(addrOption("indexer"))
+  .action(async (alias: string, flags) => {
+    const { reindexCommand } = await import("./commands/reindex.js");
+    process.exitCode = await reindexCommand(alias, flags);
+  });
+
 const collections = program
   .command("collections")
   .description("list, create and drop the ANN service's collections, and point aliases at them");
