@@ -99,7 +99,7 @@ export class HnswIndex {
     this.index = new Index(usearchOptions(params));
   }
 
-  /** An index read from a file written by `save` (throws when the file is unusable). */
+  /** An index read from a file a graph thread wrote (graph-thread.ts; throws when the file is unusable). */
   static load(params: HnswParams, path: string, threads = 0): HnswIndex {
     const idx = new HnswIndex(params, threads);
     idx.index.load(path);
@@ -169,10 +169,5 @@ export class HnswIndex {
     const n = Math.min(Math.max(wanted, ef), this.size);
     const res = this.index.search(queries, n, Math.min(this.threads, queries.length));
     return queries.map((_, r) => neighboursOf(res.get(r)));
-  }
-
-  /** Writes the whole index to `path` (the caller fsyncs and renames). */
-  save(path: string): void {
-    this.index.save(path);
   }
 }

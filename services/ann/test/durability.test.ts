@@ -1,15 +1,11 @@
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
 import { appendFileSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
-import { credentials } from "@grpc/grpc-js";
-import { AnnClient, decodeVector } from "@tandem/proto";
-import { createReq, point, rng, searchReq, startTestAnn, tempDir, unary, upsert } from "./support.js";
+import { type AnnClient, decodeVector } from "@tandem/proto";
+import { createReq, kill9, point, rng, searchReq, spawnAnn, startTestAnn, tempDir, unary, upsert } from "./support.js";
 
 const D = 32;
-const REPO = fileURLToPath(new URL("../../../", import.meta.url));
 
 /** The vector of point n: recomputable by the checker, different for every n. */
 function vectorOf(n: number): Float32Array {
@@ -123,86 +119,6 @@ describe("ann: restart = snapshot + WAL replay (in-process)", () => {
 });
 
 // ---- the real process, killed with SIGKILL ------------------------------
-
-interface Child {
-  proc: ChildProcess;
-  port: number;
-  client: AnnClient;
-  lines: string[];
-  waitFor(pattern: RegExp, timeoutMs?: number): Promise<string>;
-}
-
-async function spawnAnn(dataDir: string, env: Record<string, string> = {}): Promise<Child> {
-  const proc = spawn(process.execPath, ["--conditions=tandem-src", "--import", "tsx", "services/ann/src/main.ts"], {
-    cwd: REPO,
-    env: {
-      ...process.env,
-      PORT: "0",
-      HOST: "127.0.0.1",
-      DATA_DIR: dataDir,
-      LOG_LEVEL: "info",
-      SNAPSHOT_INTERVAL_MS: "0",
-      ...env,
-    },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  const lines: string[] = [];
-  const waiters: Array<{ pattern: RegExp; resolve: (l: string) => void }> = [];
-  let buf = "";
-  proc.stdout!.on("data", (d: Buffer) => {
-    buf += d.toString("utf8");
-    let nl = buf.indexOf("\n");
-    while (nl >= 0) {
-      const line = buf.slice(0, nl);
-      buf = buf.slice(nl + 1);
-      lines.push(line);
-      for (const w of [...waiters]) {
-        if (w.pattern.test(line)) {
-          waiters.splice(waiters.indexOf(w), 1);
-          w.resolve(line);
-        }
-      }
-      nl = buf.indexOf("\n");
-    }
-  });
-  let stderr = "";
-  proc.stderr!.on("data", (d: Buffer) => {
-    stderr += d.toString("utf8");
-  });
-  const waitFor = (pattern: RegExp, timeoutMs = 60_000) =>
-    new Promise<string>((resolve, reject) => {
-      const seen = lines.find((l) => pattern.test(l));
-      if (seen) return resolve(seen);
-      const timer = setTimeout(
-        () =>
-          reject(new Error(`no log line matching ${pattern} within ${timeoutMs} ms; stderr: ${stderr.slice(-2000)}`)),
-        timeoutMs,
-      );
-      waiters.push({
-        pattern,
-        resolve: (l) => {
-          clearTimeout(timer);
-          resolve(l);
-        },
-      });
-      proc.once("exit", (code) =>
-        reject(new Error(`ann exited (${code}) before ${pattern}; stderr: ${stderr.slice(-2000)}`)),
-      );
-    });
-  const serving = await waitFor(/"ann serving"/);
-  const port = (JSON.parse(serving) as { port: number }).port;
-  const client = new AnnClient(`127.0.0.1:${port}`, credentials.createInsecure());
-  return { proc, port, client, lines, waitFor };
-}
-
-function kill9(child: Child): Promise<void> {
-  child.client.close();
-  return new Promise((resolve) => {
-    if (child.proc.exitCode !== null) return resolve();
-    child.proc.once("exit", () => resolve());
-    child.proc.kill("SIGKILL");
-  });
-}
 
 /**
  * Concurrent upsert streams of fresh points until `until` resolves; returns

@@ -1,6 +1,8 @@
+import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { credentials, Metadata, type ServiceError } from "@grpc/grpc-js";
 import {
   AnnClient,
@@ -15,6 +17,8 @@ import { createLogger, globalMeter, unary } from "@tandem/service-kit";
 import { annConfig, type RunningAnn, startAnn } from "../src/service.js";
 
 export { unary };
+
+const REPO_ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 
 export function tempDir(prefix: string): { dir: string; remove(): void } {
   const dir = mkdtempSync(join(tmpdir(), `ann-${prefix}-`));
@@ -156,4 +160,87 @@ export async function failure(p: Promise<unknown>): Promise<ServiceError> {
     return err as ServiceError;
   }
   throw new Error("expected the call to fail, it succeeded");
+}
+
+// ---- the real process, killed with SIGKILL ------------------------------
+
+export interface Child {
+  proc: ChildProcess;
+  port: number;
+  client: AnnClient;
+  lines: string[];
+  waitFor(pattern: RegExp, timeoutMs?: number): Promise<string>;
+}
+
+/** The service as its own process (services/ann/src/main.ts), as deployed: what SIGKILL tests kill. */
+export async function spawnAnn(dataDir: string, env: Record<string, string> = {}): Promise<Child> {
+  const proc = spawn(process.execPath, ["--conditions=tandem-src", "--import", "tsx", "services/ann/src/main.ts"], {
+    cwd: REPO_ROOT,
+    env: {
+      ...process.env,
+      PORT: "0",
+      HOST: "127.0.0.1",
+      DATA_DIR: dataDir,
+      LOG_LEVEL: "info",
+      SNAPSHOT_INTERVAL_MS: "0",
+      ...env,
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const lines: string[] = [];
+  const waiters: Array<{ pattern: RegExp; resolve: (l: string) => void }> = [];
+  let buf = "";
+  proc.stdout!.on("data", (d: Buffer) => {
+    buf += d.toString("utf8");
+    let nl = buf.indexOf("\n");
+    while (nl >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      lines.push(line);
+      for (const w of [...waiters]) {
+        if (w.pattern.test(line)) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve(line);
+        }
+      }
+      nl = buf.indexOf("\n");
+    }
+  });
+  let stderr = "";
+  proc.stderr!.on("data", (d: Buffer) => {
+    stderr += d.toString("utf8");
+  });
+  const waitFor = (pattern: RegExp, timeoutMs = 60_000) =>
+    new Promise<string>((resolve, reject) => {
+      const seen = lines.find((l) => pattern.test(l));
+      if (seen) return resolve(seen);
+      const timer = setTimeout(
+        () =>
+          reject(new Error(`no log line matching ${pattern} within ${timeoutMs} ms; stderr: ${stderr.slice(-2000)}`)),
+        timeoutMs,
+      );
+      waiters.push({
+        pattern,
+        resolve: (l) => {
+          clearTimeout(timer);
+          resolve(l);
+        },
+      });
+      proc.once("exit", (code) =>
+        reject(new Error(`ann exited (${code}) before ${pattern}; stderr: ${stderr.slice(-2000)}`)),
+      );
+    });
+  const serving = await waitFor(/"ann serving"/);
+  const port = (JSON.parse(serving) as { port: number }).port;
+  const client = new AnnClient(`127.0.0.1:${port}`, credentials.createInsecure());
+  return { proc, port, client, lines, waitFor };
+}
+
+export function kill9(child: Child): Promise<void> {
+  child.client.close();
+  return new Promise((resolve) => {
+    if (child.proc.exitCode !== null) return resolve();
+    child.proc.once("exit", () => resolve());
+    child.proc.kill("SIGKILL");
+  });
 }
