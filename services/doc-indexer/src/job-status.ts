@@ -66,15 +66,16 @@ export class JobStatusView {
       ids.reduce((m, id) => m.hgetall(this.keys.submission(id)), this.redis.multi()),
       (h) => parseSubmission(h as Record<string, string>),
     );
+    if (records.every((r) => r === null)) return records.map(() => null);
     const q = this.queue;
-    const read = this.redis.multi().hexists(q.keys.meta as string, "paused");
+    const read = this.redis.multi().hexists(q.toKey("meta"), "paused");
     ids.forEach((id, i) => {
       for (let c = 0; c < (records[i]?.chunks ?? 0); c++) {
         const job = jobId(id, c);
         read
-          .zscore(q.keys.completed as string, job)
-          .zscore(q.keys.failed as string, job)
-          .lpos(q.keys.active as string, job)
+          .zscore(q.toKey("completed"), job)
+          .zscore(q.toKey("failed"), job)
+          .lpos(q.toKey("active"), job)
           .hmget(q.toKey(job), ...JOB_FIELDS);
       }
     });
