@@ -8,21 +8,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { status } from "@grpc/grpc-js";
-import { annConfig, startAnn } from "@tandem/ann";
 import { Ann, isRpcError, parsePayload, point, RpcError, TandemClient } from "@tandem/client";
-import { dropNamespace } from "@tandem/doc-indexer";
 import { JobState } from "@tandem/proto";
-import { Redis } from "ioredis";
 import { makeTestPki } from "../support/certs.js";
 import { freePort } from "../support/net.js";
 import { bundleDir } from "../support/paths.js";
 import { startServiceProcess } from "../support/process.js";
+import { TestStack } from "../support/stack.js";
 
-const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const MODEL = bundleDir("all-minilm-l6-v2");
-const prefix = `client-${process.pid}-${Date.now()}`;
-const scratch = mkdtempSync(join(tmpdir(), "tandem-client-"));
-const stops: Array<() => Promise<void>> = [];
 
 const DOCS = [
   { id: "gRPC", text: "Vectors travel over gRPC as packed little-endian float32 bytes.", topic: "api" },
@@ -51,49 +45,18 @@ async function expectRpcError(p: Promise<unknown>, code: status): Promise<RpcErr
 }
 
 describe("@tandem/client against the real services", () => {
+  const stack = new TestStack("client");
   let tandem: TandemClient;
 
   before(async () => {
-    const [encoderPort, annPort, indexerPort] = [await freePort(), await freePort(), await freePort()];
-    const encoder = await startServiceProcess("services/query-encoder/src/main.ts", encoderPort, {
-      MODEL_DIR: MODEL,
-      INTRA_OP_THREADS: "1",
-    });
-    stops.unshift(() => encoder.stop());
-    const ann = await startServiceProcess("services/ann/src/main.ts", annPort, {
-      DATA_DIR: join(scratch, "ann"),
-      ENCODER_ADDR: `127.0.0.1:${encoderPort}`,
-    });
-    stops.unshift(() => ann.stop());
-    const indexer = await startServiceProcess(
-      "services/doc-indexer/src/main.ts",
-      indexerPort,
-      {
-        REDIS_URL,
-        QUEUE_PREFIX: prefix,
-        ANN_ADDR: `127.0.0.1:${annPort}`,
-        TEACHER_BUNDLE_DIR: MODEL,
-        PROVIDERS: "cpu",
-        INTRA_OP_THREADS: "1",
-      },
-      { timeoutMs: 300_000 },
-    );
-    stops.unshift(() => indexer.stop());
-    tandem = new TandemClient({
-      encoder: `127.0.0.1:${encoderPort}`,
-      ann: `127.0.0.1:${annPort}`,
-      indexer: `127.0.0.1:${indexerPort}`,
-    });
+    const encoder = await stack.encoderProcess(MODEL);
+    const ann = await stack.annProcess({ ENCODER_ADDR: encoder.addr });
+    const indexer = await stack.indexerProcess(ann.addr, MODEL);
+    tandem = new TandemClient({ encoder: encoder.addr, ann: ann.addr, indexer: indexer.addr });
+    stack.defer(() => tandem.close());
   });
 
-  after(async () => {
-    tandem?.close();
-    for (const stop of stops) await stop();
-    const redis = new Redis(REDIS_URL);
-    await dropNamespace(redis, prefix);
-    redis.disconnect();
-    rmSync(scratch, { recursive: true, force: true });
-  });
+  after(() => stack.stop());
 
   it("encodes texts into Float32Arrays of the encoder's space", async () => {
     const { model } = await tandem.encoder.info();
@@ -237,23 +200,19 @@ describe("@tandem/client retries UNAVAILABLE, bounded, only for idempotent calls
 describe("@tandem/client speaks the services' security: TLS, a client certificate, bearer tokens", () => {
   it("reaches an mTLS + token ANN service with a token given as a value or as a file", async () => {
     const pki = makeTestPki();
-    const dir = mkdtempSync(join(tmpdir(), "tandem-client-sec-"));
+    const stack = new TestStack("client-sec");
+    stack.defer(() => pki.cleanup());
+    const dir = stack.scratch;
     writeFileSync(join(dir, "tokens"), "client s3cret-token\n");
     writeFileSync(join(dir, "token"), "s3cret-token\n");
-    const ann = await startAnn(
-      annConfig({
-        PORT: "0",
-        HOST: "127.0.0.1",
-        DATA_DIR: join(dir, "ann"),
-        LOG_LEVEL: "warn",
-        TLS_CERT_FILE: pki.cert,
-        TLS_KEY_FILE: pki.key,
-        TLS_CLIENT_CA_FILE: pki.caCert,
-        AUTH_TOKENS_FILE: join(dir, "tokens"),
-      }),
-    );
+    const ann = await stack.ann({
+      TLS_CERT_FILE: pki.cert,
+      TLS_KEY_FILE: pki.key,
+      TLS_CLIENT_CA_FILE: pki.caCert,
+      AUTH_TOKENS_FILE: join(dir, "tokens"),
+    });
     const tls = { caFile: pki.caCert, certFile: pki.cert, keyFile: pki.key };
-    const address = `127.0.0.1:${ann.port}`;
+    const address = ann.addr;
     const clients = [
       new Ann({ address, security: tls }),
       new Ann({ address, security: tls, token: "s3cret-token" }),
@@ -266,9 +225,7 @@ describe("@tandem/client speaks the services' security: TLS, a client certificat
       assert.deepEqual(await byFile.listAliases(), []);
     } finally {
       for (const c of clients) c.close();
-      await ann.stop();
-      pki.cleanup();
-      rmSync(dir, { recursive: true, force: true });
+      await stack.stop();
     }
   });
 });
@@ -277,9 +234,9 @@ describe("@tandem/client streams", () => {
   it("an Upsert refused while the writer waits on back-pressure rejects, typed, instead of waiting forever", {
     timeout: 60_000,
   }, async () => {
-    const dir = mkdtempSync(join(tmpdir(), "tandem-client-stream-"));
-    const svc = await startAnn(annConfig({ PORT: "0", HOST: "127.0.0.1", DATA_DIR: dir, LOG_LEVEL: "warn" }));
-    const ann = new Ann({ address: `127.0.0.1:${svc.port}` });
+    const stack = new TestStack("client-stream");
+    const svc = await stack.ann();
+    const ann = new Ann({ address: svc.addr });
     try {
       // ~60 MB: far past HTTP/2's flow-control window, so the writer blocks on "drain" after the refusal.
       const points = Array.from({ length: 40_000 }, (_, i) => point(`p${i}`, new Float32Array(384).fill(i % 7)));
@@ -287,8 +244,7 @@ describe("@tandem/client streams", () => {
       assert.equal(err.method, "Ann.Upsert");
     } finally {
       ann.close();
-      await svc.stop();
-      rmSync(dir, { recursive: true, force: true });
+      await stack.stop();
     }
   });
 });

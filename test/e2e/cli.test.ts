@@ -11,26 +11,22 @@
 // TANDEM_E2E_TEACHER / TANDEM_E2E_STUDENT choose others (names under
 // .cache/models), e.g. to run the plumbing before the pair is built.
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { dropNamespace, streamCorpusFile } from "@tandem/doc-indexer";
+import { streamCorpusFile } from "@tandem/doc-indexer";
 import { EmbeddingModel } from "@tandem/model-runtime";
 import { JobState } from "@tandem/proto";
-import { Redis } from "ioredis";
 import { annClient, ensureCollection, indexerClient } from "../../apps/cli/src/clients.js";
 import { indexerSpace } from "../../apps/cli/src/collection-space.js";
 import { search } from "../../apps/cli/src/commands/search.js";
 import { loadEvalSet } from "../../apps/cli/src/eval/beir.js";
 import { type EvalReport, runEval } from "../../apps/cli/src/eval/run.js";
 import { followJob } from "../../apps/cli/src/jobs.js";
-import { freePort } from "../support/net.js";
 import { bundleDir, DATASETS, REPO_ROOT } from "../support/paths.js";
-import { startServiceProcess } from "../support/process.js";
+import { TestStack } from "../support/stack.js";
 
 const SCIFACT = `${DATASETS}/scifact`;
-const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const TEACHER = bundleDir(process.env.TANDEM_E2E_TEACHER ?? "all-mpnet-base-v2-int8");
 const STUDENT = bundleDir(process.env.TANDEM_E2E_STUDENT ?? "leaf-minilm-mpnet");
 const BASE = bundleDir("all-minilm-l6-v2");
@@ -50,9 +46,7 @@ const MAX_DOCS = 150;
  */
 const TOLERANCE = 0.1;
 
-const prefix = `e2e-cli-${process.pid}-${Date.now()}`;
-const scratch = mkdtempSync(join(tmpdir(), "tandem-e2e-cli-"));
-const stops: Array<() => Promise<void>> = [];
+const stack = new TestStack("e2e-cli");
 let annAddr = "";
 let indexerAddr = "";
 const COLLECTION = "e2e-docs";
@@ -61,46 +55,19 @@ const set = loadEvalSet(SCIFACT, { maxQueries: MAX_QUERIES, maxDocs: MAX_DOCS })
 before(async () => {
   // Each service is its own process, as in `tandem up` and in a deployment:
   // the teacher worker's CPU work then never stalls the other servers' event loops.
-  const [encoderPort, annPort, indexerPort] = [await freePort(), await freePort(), await freePort()];
-  const encoder = await startServiceProcess("services/query-encoder/src/main.ts", encoderPort, {
-    MODEL_DIR: STUDENT,
-    INTRA_OP_THREADS: "1",
+  const encoder = await stack.encoderProcess(STUDENT);
+  annAddr = (await stack.annProcess({ ENCODER_ADDR: encoder.addr })).addr;
+  const indexer = await stack.indexerProcess(annAddr, TEACHER, {
+    INTRA_OP_THREADS: "2",
+    // As `tandem up` sets them: a BERT-base teacher on 2 cores cannot embed a
+    // default flush (256 docs) within the default Upsert deadline (60 s).
+    UPSERT_FLUSH_DOCS: "32",
+    ANN_TIMEOUT_MS: "600000",
   });
-  stops.unshift(() => encoder.stop());
-  const ann = await startServiceProcess("services/ann/src/main.ts", annPort, {
-    DATA_DIR: join(scratch, "ann"),
-    ENCODER_ADDR: `127.0.0.1:${encoderPort}`,
-  });
-  stops.unshift(() => ann.stop());
-  annAddr = `127.0.0.1:${annPort}`;
-  const indexer = await startServiceProcess(
-    "services/doc-indexer/src/main.ts",
-    indexerPort,
-    {
-      REDIS_URL,
-      QUEUE_PREFIX: prefix,
-      ANN_ADDR: annAddr,
-      TEACHER_BUNDLE_DIR: TEACHER,
-      PROVIDERS: "cpu",
-      INTRA_OP_THREADS: "2",
-      // As `tandem up` sets them: a BERT-base teacher on 2 cores cannot embed a
-      // default flush (256 docs) within the default Upsert deadline (60 s).
-      UPSERT_FLUSH_DOCS: "32",
-      ANN_TIMEOUT_MS: "600000",
-    },
-    { timeoutMs: 300_000 },
-  );
-  stops.unshift(() => indexer.stop());
-  indexerAddr = `127.0.0.1:${indexerPort}`;
+  indexerAddr = indexer.addr;
 });
 
-after(async () => {
-  for (const stop of stops) await stop();
-  const redis = new Redis(REDIS_URL);
-  await dropNamespace(redis, prefix);
-  redis.disconnect();
-  rmSync(scratch, { recursive: true, force: true });
-});
+after(() => stack.stop());
 
 test("index a scifact slice through the indexer, then search it by text", { timeout: 900_000 }, async () => {
   const ann = annClient(annAddr);
@@ -116,7 +83,7 @@ test("index a scifact slice through the indexer, then search it by text", { time
       .split("\n")
       .filter((l) => l.trim() && ids.has(String((JSON.parse(l) as { _id: string })._id)));
     assert.equal(lines.length, set.docs.length);
-    const corpus = join(scratch, "slice.jsonl");
+    const corpus = join(stack.scratch, "slice.jsonl");
     writeFileSync(corpus, `${lines.join("\n")}\n`);
 
     const res = await streamCorpusFile(indexer, COLLECTION, corpus, 0);

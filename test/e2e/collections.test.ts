@@ -3,18 +3,12 @@
 // service and the real indexer (teacher worker on CPU, real Redis) on loopback ports: the space
 // comes from the indexer's teacher, and every refusal names what it refuses and the way out.
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { dropNamespace } from "@tandem/doc-indexer";
-import { Redis } from "ioredis";
 import { tandem } from "../support/cli.js";
-import { freePort } from "../support/net.js";
 import { bundleDir, REPO_ROOT } from "../support/paths.js";
-import { startServiceProcess } from "../support/process.js";
+import { TestStack } from "../support/stack.js";
 
-const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 // The small model as the indexer's teacher: this test is about the CLI, not about retrieval.
 const TEACHER = "all-minilm-l6-v2-int8";
 const SPACE = "all-minilm-l6-v2/384";
@@ -22,46 +16,19 @@ const MAX_COLLECTIONS = 5;
 const CORPUS = join(REPO_ROOT, "examples/tandem-docs/corpus.jsonl");
 const DOCS = 40;
 
-const prefix = `e2e-collections-${process.pid}-${Date.now()}`;
-const scratch = mkdtempSync(join(tmpdir(), "tandem-e2e-collections-"));
-const stops: Array<() => Promise<void>> = [];
+const stack = new TestStack("e2e-collections");
 let addrs: Record<string, string> = {};
 
 /** `tandem <args>` against this test's services. */
 const cli = (...args: string[]) => tandem(args, { ANN_ADDR: addrs.ann ?? "", INDEXER_ADDR: addrs.indexer ?? "" });
 
 before(async () => {
-  const [annPort, indexerPort] = [await freePort(), await freePort()];
-  const ann = await startServiceProcess("services/ann/src/main.ts", annPort, {
-    DATA_DIR: join(scratch, "ann"),
-    MAX_COLLECTIONS: String(MAX_COLLECTIONS),
-  });
-  stops.unshift(() => ann.stop());
-  const indexer = await startServiceProcess(
-    "services/doc-indexer/src/main.ts",
-    indexerPort,
-    {
-      REDIS_URL,
-      QUEUE_PREFIX: prefix,
-      ANN_ADDR: `127.0.0.1:${annPort}`,
-      TEACHER_BUNDLE_DIR: bundleDir(TEACHER),
-      PROVIDERS: "cpu",
-      INTRA_OP_THREADS: "1",
-      UPSERT_FLUSH_DOCS: "8",
-    },
-    { timeoutMs: 300_000 },
-  );
-  stops.unshift(() => indexer.stop());
-  addrs = { ann: `127.0.0.1:${annPort}`, indexer: `127.0.0.1:${indexerPort}` };
+  const ann = await stack.annProcess({ MAX_COLLECTIONS: String(MAX_COLLECTIONS) });
+  const indexer = await stack.indexerProcess(ann.addr, bundleDir(TEACHER), { UPSERT_FLUSH_DOCS: "8" });
+  addrs = { ann: ann.addr, indexer: indexer.addr };
 });
 
-after(async () => {
-  for (const stop of stops) await stop();
-  const redis = new Redis(REDIS_URL);
-  await dropNamespace(redis, prefix);
-  redis.disconnect();
-  rmSync(scratch, { recursive: true, force: true });
-});
+after(() => stack.stop());
 
 interface Listed {
   collections: Array<{ name: string; space: string; dims: number; count: number; aliases: string[] }>;

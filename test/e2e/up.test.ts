@@ -5,33 +5,16 @@
 // Ctrl-C stops everything; a service that crashes past --max-restarts stops the stack.
 // The small model on both sides (symmetric) keeps start-up and indexing short.
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { dropNamespace } from "@tandem/doc-indexer";
-import { Redis } from "ioredis";
 import { type RunningTandem, spawnTandem, tandem } from "../support/cli.js";
 import { freePort } from "../support/net.js";
+import { TestStack } from "../support/stack.js";
 
-const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const BUNDLE = "all-minilm-l6-v2-int8";
 const DOCS = 8;
-const prefix = `e2e-up-${process.pid}-${Date.now()}`;
-const scratch = mkdtempSync(join(tmpdir(), "tandem-e2e-up-"));
-const running: RunningTandem[] = [];
-const queuePrefixes: string[] = [];
-
-after(async () => {
-  for (const up of running) {
-    up.child.kill("SIGINT");
-    await up.exited;
-  }
-  const redis = new Redis(REDIS_URL);
-  for (const p of queuePrefixes) await dropNamespace(redis, p);
-  redis.disconnect();
-  rmSync(scratch, { recursive: true, force: true });
-});
+const stacks = new TestStack("e2e-up");
+after(() => stacks.stop());
 
 async function stack(name: string, ...flags: string[]): Promise<{ up: RunningTandem; vars: Record<string, string> }> {
   const vars = {
@@ -39,12 +22,14 @@ async function stack(name: string, ...flags: string[]): Promise<{ up: RunningTan
     ANN_ADDR: `127.0.0.1:${await freePort()}`,
     INDEXER_ADDR: `127.0.0.1:${await freePort()}`,
     ENCODER_HTTP_ADDR: `127.0.0.1:${await freePort()}`,
-    TANDEM_STATE_DIR: join(scratch, name),
-    QUEUE_PREFIX: `${prefix}-${name}`,
+    TANDEM_STATE_DIR: join(stacks.scratch, name),
+    QUEUE_PREFIX: stacks.namespace(name),
   };
   const up = spawnTandem(["up", "--teacher", BUNDLE, "--student", BUNDLE, ...flags], vars);
-  running.push(up);
-  queuePrefixes.push(vars.QUEUE_PREFIX);
+  stacks.defer(async () => {
+    up.child.kill("SIGINT");
+    await up.exited;
+  });
   await up.waitFor(/Tandem is up/, 300_000);
   return { up, vars };
 }

@@ -55,6 +55,13 @@ export class TestStack {
     });
   }
 
+  /** A queue namespace of its own under this stack's prefix (another indexer, a `tandem up`), dropped at `stop`. */
+  namespace(name: string): string {
+    const prefix = `${this.prefix}-${name}`;
+    this.prefixes.add(prefix);
+    return prefix;
+  }
+
   /** Runs `step` at `stop`, before everything started earlier is stopped. */
   defer(step: () => unknown): void {
     this.undo.push(step);
@@ -162,10 +169,10 @@ export class TestStack {
     return child;
   }
 
-  /** The query encoder as its own process, serving `bundle` (a name under .cache/models). */
+  /** The query encoder as its own process, serving the bundle in directory `bundle` (see `bundleDir`). */
   encoderProcess(bundle: string, vars: Record<string, string> = {}): Promise<Served> {
     return this.serviceProcess("services/query-encoder/src/main.ts", {
-      MODEL_DIR: bundleDir(bundle),
+      MODEL_DIR: bundle,
       INTRA_OP_THREADS: "1",
       ...vars,
     });
@@ -178,7 +185,7 @@ export class TestStack {
 
   /**
    * The indexer (API and a teacher worker) as its own process, writing to the ANN service at
-   * `annAddr` with `teacher` (a name under .cache/models), under this stack's namespace.
+   * `annAddr` with the teacher bundle in directory `teacher`, under this stack's namespace.
    */
   indexerProcess(annAddr: string, teacher: string, vars: Record<string, string> = {}): Promise<Served> {
     this.prefixes.add(this.prefix);
@@ -188,7 +195,7 @@ export class TestStack {
         REDIS_URL: this.redisUrl,
         QUEUE_PREFIX: this.prefix,
         ANN_ADDR: annAddr,
-        TEACHER_BUNDLE_DIR: bundleDir(teacher),
+        TEACHER_BUNDLE_DIR: teacher,
         PROVIDERS: "cpu",
         INTRA_OP_THREADS: "1",
         ...vars,

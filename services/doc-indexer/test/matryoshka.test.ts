@@ -74,7 +74,7 @@ describe("a teacher served at a Matryoshka size", () => {
     const api = await stack.indexer(
       annPort,
       { TEACHER_BUNDLE_DIR: bundle, TEACHER_DIMS: "128", RUN_WORKER: "false" },
-      `${stack.prefix}-api`,
+      stack.namespace("api"),
     );
     const apiClients = clients(stack, api.port, annPort);
     const info = await unary(apiClients.indexer.info.bind(apiClients.indexer), {});
@@ -87,7 +87,7 @@ describe("a teacher served at a Matryoshka size", () => {
   it("refuses at start-up a size the bundle does not declare", async () => {
     await assert.rejects(
       startIndexer(
-        stack.indexerConfig(annPort, { TEACHER_BUNDLE_DIR: bundle, TEACHER_DIMS: "100" }, `${stack.prefix}-bad`),
+        stack.indexerConfig(annPort, { TEACHER_BUNDLE_DIR: bundle, TEACHER_DIMS: "100" }, stack.namespace("bad")),
       ),
       /minilm-mrl cannot serve 100 dims: it serves 384, 128/,
     );

@@ -22,8 +22,8 @@ describe("worker -> ANN with bearer tokens", () => {
   const tokensFile = join(stack.scratch, "tokens");
   const tokenFile = join(stack.scratch, "token");
   const wrongFile = join(stack.scratch, "wrong");
-  const good = `${stack.prefix}-good`;
-  const wrong = `${stack.prefix}-wrong`;
+  const good = stack.namespace("good");
+  const wrong = stack.namespace("wrong");
   let annPort = 0;
   let c: Clients;
   const docs = Array.from({ length: 10 }, (_, i) => ({
