@@ -1,6 +1,7 @@
 import { Ann, type SearchResult, type StoredPoint, type UpsertStream } from "@tandem/client";
 import type { CollectionInfo } from "@tandem/proto";
-import type { ClientSecurity } from "@tandem/service-kit";
+import { type ClientSecurity, upstreamSecurity } from "@tandem/service-kit";
+import type { IndexerConfig } from "./config.js";
 
 /** A collection as the indexer needs it: concrete name (an alias resolved), space, and generation stamp. */
 export interface Target {
@@ -27,6 +28,16 @@ export class AnnGateway {
       security: sec,
       retry: false,
     });
+  }
+
+  /** The ANN service the indexer's configuration names (ANN_ADDR, ANN_TIMEOUT_MS, the ANN_TLS_* variables, AUTH_TOKEN_FILE). */
+  static fromConfig(config: IndexerConfig): AnnGateway {
+    return new AnnGateway(
+      config.ANN_ADDR,
+      config.ANN_TIMEOUT_MS,
+      config.MAX_MESSAGE_BYTES,
+      upstreamSecurity(config, "ANN"),
+    );
   }
 
   /** Resolves a collection or alias; undefined when neither exists. */

@@ -7,7 +7,6 @@ import {
   serverSecurity,
   startMetrics,
   startServer,
-  upstreamSecurity,
 } from "@tandem/service-kit";
 import { AnnGateway } from "./ann-gateway.js";
 import { type IndexerConfig, teacherDims } from "./config.js";
@@ -53,12 +52,7 @@ export async function startIndexer(
   // The API's side of Redis fails fast (redis-connection.ts); an in-process worker opens its own, which waits.
   const store = await openSideStore(config, "api", watch);
   const { redis, queue, deadLetters } = store;
-  const ann = new AnnGateway(
-    config.ANN_ADDR,
-    config.ANN_TIMEOUT_MS,
-    config.MAX_MESSAGE_BYTES,
-    upstreamSecurity(config, "ANN"),
-  );
+  const ann = AnnGateway.fromConfig(config);
   const teachers = new TeacherRegistry(
     redis,
     keys,

@@ -1,14 +1,7 @@
 import { status } from "@grpc/grpc-js";
 import { isRpcError } from "@tandem/client";
 import type { EmbeddingModel } from "@tandem/model-runtime";
-import {
-  createLogger,
-  FailedPreconditionError,
-  type Logger,
-  type Meter,
-  upstreamSecurity,
-  withTraceCarrier,
-} from "@tandem/service-kit";
+import { createLogger, FailedPreconditionError, type Logger, type Meter, withTraceCarrier } from "@tandem/service-kit";
 import { UnrecoverableError, WaitingError, Worker } from "bullmq";
 import { AnnGateway } from "./ann-gateway.js";
 import { type IndexerConfig, teacherDims } from "./config.js";
@@ -70,9 +63,7 @@ export async function startWorker(config: IndexerConfig, deps: WorkerDeps): Prom
   // The worker's side of Redis waits out an outage (redis-connection.ts); the API's fails fast.
   const store = await openSideStore(config, "worker", watch);
   const { redis, queue, deadLetters } = store;
-  const ann =
-    deps.shared?.ann ??
-    new AnnGateway(config.ANN_ADDR, config.ANN_TIMEOUT_MS, config.MAX_MESSAGE_BYTES, upstreamSecurity(config, "ANN"));
+  const ann = deps.shared?.ann ?? AnnGateway.fromConfig(config);
   const content = new ContentIndex(redis, keys);
   const teachers = new TeacherRegistry(
     redis,
