@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { rename } from "node:fs/promises";
 import { join } from "node:path";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import { FailedPreconditionError, type Logger, ResourceExhaustedError, UnavailableError } from "@tandem/service-kit";
 import { SearchBatcher } from "./batcher.js";
 import { exactTopK } from "./exact.js";
@@ -109,6 +110,8 @@ export class Collection {
   private snapshotting: Promise<void> | null = null;
   /** The graph thread of the snapshot in progress (a drop stops it). */
   private snapshotThread: GraphThread | null = null;
+  /** The last snapshot committed since start: how long it took, and the event loop's longest stall meanwhile. */
+  private lastSnapshot = { tookMs: 0, maxStallMs: 0 };
   /** Serialises snapshot commits (a snapshot's, a rebuild's), which must only move forward. */
   private readonly commitLock = new Mutex();
   /** Points replaced or deleted since the graph in use was built. */
@@ -467,6 +470,8 @@ export class Collection {
     lastRebuildMs: number;
     rebuildInserted: number;
     rebuildTotal: number;
+    lastSnapshotTookMs: number;
+    lastSnapshotMaxStallMs: number;
   } {
     return {
       memoryBytes: this.index.memoryBytes,
@@ -478,6 +483,8 @@ export class Collection {
       lastRebuildMs: this.lastRebuildMs,
       rebuildInserted: this.builder?.inserted ?? 0,
       rebuildTotal: this.builder?.total ?? 0,
+      lastSnapshotTookMs: Math.round(this.lastSnapshot.tookMs),
+      lastSnapshotMaxStallMs: this.lastSnapshot.maxStallMs,
     };
   }
 
@@ -491,12 +498,7 @@ export class Collection {
    * its own graph.
    */
   snapshot(): Promise<void> {
-    if (this.snapshotting) return this.snapshotting;
-    const run = this.snapshotRun().finally(() => {
-      this.snapshotting = null;
-    });
-    this.snapshotting = run;
-    return run;
+    return this.startSnapshot(false);
   }
 
   /**
@@ -512,7 +514,7 @@ export class Collection {
     if (!snapshotFirst) await this.snapshotThread?.terminate();
     await this.snapshotting?.catch(() => undefined);
     if (snapshotFirst && !this.broken && !this.closed) {
-      await this.snapshot().catch((err: unknown) => {
+      await this.startSnapshot(true).catch((err: unknown) => {
         this.opts.log.error({ err }, "final snapshot failed (the WAL still holds every write)");
       });
     }
@@ -610,35 +612,63 @@ export class Collection {
 
   // ---- snapshots ----------------------------------------------------------
 
-  private async snapshotRun(): Promise<void> {
+  /** Starts a snapshot unless one runs; `onLoop` saves the live graph (see `snapshotRun`). */
+  private startSnapshot(onLoop: boolean): Promise<void> {
+    if (this.snapshotting) return this.snapshotting;
+    const run = this.snapshotRun(onLoop).finally(() => {
+      this.snapshotting = null;
+    });
+    this.snapshotting = run;
+    return run;
+  }
+
+  /**
+   * One snapshot at a fresh WAL segment. Written by a graph thread from the last snapshot and
+   * the store, or, with `onLoop`, by saving the live graph in one native call on the event
+   * loop: only at shutdown, when no request waits on the loop any more, where it is the
+   * faster way and keeps the live graph.
+   */
+  private async snapshotRun(onLoop: boolean): Promise<void> {
     if (this.closed || this.broken || this.rebuilding || this.sinceSnapshot.size === 0) return;
     const started = performance.now();
+    const stalls = monitorEventLoopDelay({ resolution: 10 });
+    stalls.enable();
     // Writes wait on the lock, so every write before the new segment is in the store.
     const { walFrom, delta } = await this.lock.run(async () => ({
       walFrom: await this.wal.rotate(),
       delta: this.takeSinceSnapshot(),
     }));
-    this.opts.log.info({ keys: delta.size, points: this._count, walFrom }, "snapshot started");
+    this.opts.log.info({ keys: delta.size, points: this._count, walFrom, onLoop }, "snapshot started");
     const base = this.manifest;
-    const thread = new GraphThread(Collection.params(this.meta), this.opts.threads);
+    const thread = onLoop ? null : new GraphThread(Collection.params(this.meta), this.opts.threads);
     this.snapshotThread = thread;
     let committed = false;
     try {
-      if (base) {
-        // usearch trusts the file it loads, and a damaged one would crash the whole process.
-        await checkIndexFile(this.dir, base);
-        await thread.load(join(this.dir, base.indexFile));
+      if (thread === null) {
+        // The live graph holds every write before `walFrom`, and maybe later ones: replay converges (wal.ts).
+        committed = await this.commitSnapshot(walFrom, async (path) => this.index.save(path));
+      } else {
+        if (base) {
+          // usearch trusts the file it loads, and a damaged one would crash the whole process.
+          await checkIndexFile(this.dir, base);
+          await thread.load(join(this.dir, base.indexFile));
+        }
+        // The store holds each key's state as of `walFrom` or later: replay converges (wal.ts).
+        if (!(await thread.sync(this.store, [...delta], () => this.closed))) return;
+        committed = await this.commitSnapshot(walFrom, async (path) => {
+          await thread.save(path);
+        });
       }
-      // The store holds each key's state as of `walFrom` or later: replay converges (wal.ts).
-      const synced = await thread.sync(this.store, [...delta], () => this.closed);
-      if (!synced) return;
-      committed = await this.commitSnapshot(walFrom, async (path) => {
-        await thread.save(path);
-      });
-      this.opts.log.info({ walFrom, ms: Math.round(performance.now() - started) }, "snapshot committed");
+      if (!committed) return;
+      this.lastSnapshot = { tookMs: performance.now() - started, maxStallMs: stalls.max / 1e6 };
+      this.opts.log.info(
+        { walFrom, ms: Math.round(this.lastSnapshot.tookMs), maxLoopStallMs: Math.round(this.lastSnapshot.maxStallMs) },
+        "snapshot committed",
+      );
     } finally {
+      stalls.disable();
       this.snapshotThread = null;
-      await thread.terminate();
+      await thread?.terminate();
       if (!committed) for (const key of delta) this.sinceSnapshot.add(key);
     }
   }

@@ -3,7 +3,19 @@ import { appendFileSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import { type AnnClient, decodeVector } from "@tandem/proto";
-import { createReq, kill9, point, rng, searchReq, spawnAnn, startTestAnn, tempDir, unary, upsert } from "./support.js";
+import {
+  type Child,
+  createReq,
+  kill9,
+  point,
+  rng,
+  searchReq,
+  spawnAnn,
+  startTestAnn,
+  tempDir,
+  unary,
+  upsert,
+} from "./support.js";
 
 const D = 32;
 
@@ -164,20 +176,23 @@ describe("ann: SIGKILL of the real server process loses no acknowledged write", 
     const tmp = tempDir("crash");
     const next = { n: 0 };
     const acked: number[] = [];
+    // Killed in `finally` too: a live server left by a failed assertion would keep the test running.
+    let child: Child | null = null;
     try {
       // 1. Killed in the middle of a stream of upserts.
-      let child = await spawnAnn(tmp.dir);
-      await unary(child.client.createCollection.bind(child.client), createReq("c", D));
-      let killAt = new Promise((r) => setTimeout(r, 1500)).then(() => kill9(child));
+      const first = await spawnAnn(tmp.dir);
+      child = first;
+      await unary(first.client.createCollection.bind(first.client), createReq("c", D));
+      let killAt = new Promise((r) => setTimeout(r, 1500)).then(() => kill9(first));
       acked.push(...(await writeLoad(child.client, next, killAt)));
       await killAt;
       assert.ok(acked.length > 200, `acknowledged before the kill: ${acked.length}`);
 
       // 2. Killed inside a snapshot: index temp file written, nothing committed.
-      child = await spawnAnn(tmp.dir, { SNAPSHOT_WAL_BYTES: "65536", FAULT_SNAPSHOT_STALL_MS: "30000" });
-      await expectAll(child.client, "c", acked);
-      const stalled = child.waitFor(/stalling before the commit/);
-      killAt = stalled.then(() => kill9(child));
+      const stalling = await spawnAnn(tmp.dir, { SNAPSHOT_WAL_BYTES: "65536", FAULT_SNAPSHOT_STALL_MS: "30000" });
+      child = stalling;
+      await expectAll(stalling.client, "c", acked);
+      killAt = stalling.waitFor(/stalling before the commit/).then(() => kill9(stalling));
       acked.push(...(await writeLoad(child.client, next, killAt)));
       await killAt;
       assert.ok(
@@ -213,8 +228,8 @@ describe("ann: SIGKILL of the real server process loses no acknowledged write", 
       const some = acked[Math.floor(acked.length / 2)]!;
       const hit = await unary(child.client.search.bind(child.client), searchReq("c", vectorOf(some), { k: 1 }));
       assert.equal(hit.hits[0]?.id, `p-${some}`);
-      await kill9(child);
     } finally {
+      if (child) await kill9(child);
       tmp.remove();
     }
   });

@@ -119,6 +119,7 @@ describe("ann: snapshots on a graph thread", () => {
       assert.ok(first.writeDuring, "a write was acknowledged while the snapshot ran");
       const m1 = readManifest(dir);
       assert.ok(m1, "the snapshot was committed");
+      assert.ok(c.stats().lastSnapshotTookMs > 0, "Stats reports how long it took");
 
       // 2. An incremental one: the first snapshot's graph plus replaces, deletes and new points.
       await writeAll(

@@ -239,7 +239,8 @@ export async function spawnAnn(dataDir: string, env: Record<string, string> = {}
 export function kill9(child: Child): Promise<void> {
   child.client.close();
   return new Promise((resolve) => {
-    if (child.proc.exitCode !== null) return resolve();
+    // A process that already died (by a signal too: then only signalCode is set) exits no more.
+    if (child.proc.exitCode !== null || child.proc.signalCode !== null) return resolve();
     child.proc.once("exit", () => resolve());
     child.proc.kill("SIGKILL");
   });

@@ -7,13 +7,13 @@
 //
 //   pnpm bench:ann                 # n=100k x 768
 //   pnpm bench:ann --n 1000000     # the full run
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+//   pnpm bench:ann --modes f32,f16,i8   # instead: the graph precisions side by side (modes.ts)
+import { mkdtempSync, rmSync } from "node:fs";
 import { cpus, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { Metadata } from "@grpc/grpc-js";
 import { usearch } from "@tandem/ann";
-import { type AnnClient, encodeVector, Metric, type SearchRequest, type UpsertRequest } from "@tandem/proto";
+import { Metric } from "@tandem/proto";
 import { unary } from "@tandem/service-kit";
 import hnswlib from "hnswlib-node";
 
@@ -23,6 +23,8 @@ import { annClient } from "../../support/grpc.js";
 import { freePort } from "../../support/net.js";
 import { startServiceProcess } from "../../support/process.js";
 import { clusteredDataset, row } from "./data.js";
+import { benchModes, type Mode } from "./modes.js";
+import { ingest, type Measure, pct, residentMb, searchLoad } from "./service.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -37,6 +39,7 @@ const { values: args } = parseArgs({
     concurrency: { type: "string", default: "16" },
     quantization: { type: "string", default: "f32" },
     "skip-hnswlib": { type: "boolean", default: false },
+    modes: { type: "string" },
   },
 });
 const N = Number(args.n);
@@ -53,19 +56,8 @@ const K = 10;
 const machine = `${cpus()[0]?.model ?? "unknown cpu"} x${cpus().length}`;
 
 const round = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
-const pct = (xs: number[], p: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? Number.NaN;
-};
 const rssMb = () => process.memoryUsage().rss / 2 ** 20;
 const log = (msg: string) => process.stderr.write(`[bench:ann] ${msg}\n`);
-
-interface Measure {
-  qps: number;
-  p50: number;
-  p99: number;
-  recall: number;
-}
 
 // ---- data + ground truth ---------------------------------------------------
 log(`generating ${N} x ${DIMS} clustered vectors (${CLUSTERS} clusters) + ${NQ} queries`);
@@ -100,6 +92,32 @@ const recallOf = (q: number, keys: ArrayLike<number | bigint>) => {
   for (let i = 0; i < Math.min(K, keys.length); i++) if (truth[q]!.has(Number(keys[i]))) hit++;
   return hit / K;
 };
+
+if (args.modes !== undefined) {
+  const modes = args.modes.split(",");
+  for (const m of modes) if (m !== "f32" && m !== "f16" && m !== "i8") throw new Error(`--modes: unknown mode ${m}`);
+  await benchModes(
+    {
+      modes: modes as Mode[],
+      base: data.base,
+      queries: data.queries,
+      n: N,
+      dims: DIMS,
+      nq: NQ,
+      k: K,
+      efs: EFS,
+      m: M,
+      efc: EFC,
+      requests: REQUESTS,
+      concurrency: CONC,
+      recallOf,
+      log,
+    },
+    `# ANN graph precisions — ${machine}, ${round(totalmem() / 2 ** 30, 1)} GiB RAM\nn=${N} dims=${DIMS} clusters=${CLUSTERS} queries=${NQ} k=${K} M=${M} efC=${EFC}; ${REQUESTS} searches per cell; data ${round(genS, 1)} s, ground truth ${round(gtS, 1)} s`,
+  );
+  // The comparison with the bare library and hnswlib below is another run.
+  process.exit(0);
+}
 
 // ---- bare usearch ------------------------------------------------------------
 log("bare usearch: build");
@@ -228,14 +246,6 @@ let svc = await startServiceProcess("services/ann/src/main.ts", port, svcEnv);
 let client = annClient(port);
 const call = <Req, Res>(m: Parameters<typeof unary<Req, Res>>[0], req: Req) => unary(m, req, { timeoutMs: 600_000 });
 
-function upsertStream(c: AnnClient, messages: UpsertRequest[]): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    const s = c.upsert(new Metadata(), {}, (err, res) => (err ? reject(err) : resolve(res)));
-    for (const m of messages) s.write(m);
-    s.end();
-  });
-}
-
 let svcRuns: Array<{ ef: number; one: Measure; many: Measure; unbatched?: Measure }> = [];
 let ingestS = 0;
 let svcRssMb = 0;
@@ -249,68 +259,22 @@ try {
     index: { m: M, efConstruction: EFC, efSearch: 64, quantization: QUANT },
   });
   log("service: ingesting over gRPC (batches of 500, WAL fsync per batch)");
-  t0 = performance.now();
-  const BATCH = 500;
-  for (let i = 0; i < N; i += BATCH * 10) {
-    const msgs: UpsertRequest[] = [];
-    for (let b = i; b < Math.min(N, i + BATCH * 10); b += BATCH) {
-      const points = [];
-      for (let j = b; j < Math.min(N, b + BATCH); j++) {
-        points.push({ id: String(j), vector: encodeVector(row(data.base, j, DIMS)), payloadJson: `{"i":${j}}` });
-      }
-      msgs.push({ collection: "bench", points });
-    }
-    await upsertStream(client, msgs);
-  }
-  ingestS = (performance.now() - t0) / 1000;
+  ingestS = await ingest(client, "bench", data.base, DIMS, 0, N);
   const stats = await call(client.stats.bind(client), { collection: "bench" });
   svcStats = { memoryBytes: stats.memoryBytes, diskBytes: stats.diskBytes };
-  const status = readFileSync(`/proc/${svc.child.pid}/status`, "utf8");
-  svcRssMb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
+  svcRssMb = residentMb(svc.child.pid!).rss;
 
-  const req = (q: number, ef: number): SearchRequest => ({
-    collection: "bench",
-    k: K,
-    query: { $case: "vector", value: encodeVector(row(data.queries, q, DIMS)) },
-    filter: [],
-    ef,
-    exact: false,
-    withPayload: false,
-    payloadFields: [],
-    withVectors: false,
-  });
-
-  async function serviceLoad(ef: number, clients: number, total: number): Promise<Measure> {
-    const lat: number[] = [];
-    let next = 0;
-    let recall = 0;
-    let recalled = 0;
-    const start = performance.now();
-    await Promise.all(
-      Array.from({ length: clients }, async () => {
-        while (next < total) {
-          const i = next++;
-          const q = i % NQ;
-          const t = performance.now();
-          const res = await unary(client.search.bind(client), req(q, ef), { timeoutMs: 30_000 });
-          lat.push(performance.now() - t);
-          if (i < NQ) {
-            recall += recallOf(
-              q,
-              res.hits.map((h) => Number(h.id)),
-            );
-            recalled++;
-          }
-        }
-      }),
-    );
-    return {
-      qps: total / ((performance.now() - start) / 1000),
-      p50: pct(lat, 50),
-      p99: pct(lat, 99),
-      recall: recall / recalled,
-    };
-  }
+  const serviceLoad = (ef: number, clients: number, total: number): Promise<Measure> =>
+    searchLoad(client, {
+      collection: "bench",
+      ef,
+      k: K,
+      clients,
+      total,
+      nq: NQ,
+      query: (q) => row(data.queries, q, DIMS),
+      recallOf,
+    });
 
   // Warm the channel and the index pages.
   await serviceLoad(EFS[0]!, 4, 200);
