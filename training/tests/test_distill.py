@@ -9,13 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from tandem_training.artifact import assemble, read_provenance, verify
 from tandem_training.bundle import BuildError
 from tandem_training.data import load
-from tandem_training.distill import (Checkpoint, DistillConfig, Progress, Student, alignment_loss, distill,
-                                     least_squares_projection, length_grouped_batches, lr_scale, main, rank_loss,
-                                     train)
+from tandem_training.distill import (Checkpoint, DistillConfig, LowerCache, Progress, Student, alignment_loss,
+                                     distill, least_squares_projection, length_grouped_batches, lr_scale, main,
+                                     rank_loss, train)
 from tandem_training.encode import Encoder
 from tandem_training.export import load_encoder
 from tandem_training.fetch import fetch
@@ -137,6 +138,51 @@ def test_few_steps_lower_alignment_loss(small_mix: tuple[list[str], list[int], n
     losses = train(student, tok, texts, targets, cfg, "cpu")
     after = float(alignment_loss(_embed(student, tok, texts), torch.from_numpy(targets)))
     assert after < before * 0.9, (before, after, losses)
+
+
+def test_cached_lower_layers_and_the_top_are_the_whole_encoder(
+        small_mix: tuple[list[str], list[int], np.ndarray]) -> None:
+    texts = small_mix[0][:8]
+    student, tok = _student()
+    student.eval()
+    whole = _embed(student, tok, texts)
+    ids, mask = (torch.from_numpy(a) for a in tok.pad(tok.ids(texts)))
+    with torch.no_grad():
+        for n in (1, 3, 5):
+            assert torch.allclose(student.forward_top(student.lower(ids, mask, n), mask, n), whole, atol=1e-5)
+        # The cache keeps each text cut to its own length, in fp16, and re-pads whatever batch a step draws.
+        cache = LowerCache(student, tok, texts, 3, "cpu")
+        assert [h.shape[0] for h in cache.hidden] == [int(m.sum()) for m in mask]
+        pick = [5, 0, 2]
+        h, m = cache.batch(pick)
+        cos = (student.forward_top(h, m, 3) * whole[pick]).sum(-1)
+    assert float(cos.min()) > 0.9999
+
+
+def test_freezing_lower_layers_leaves_the_top_and_the_projection_training() -> None:
+    student, _ = _student()
+    student.freeze_lower(4)
+    trainable = {k for k, p in student.encoder.named_parameters() if p.requires_grad}
+    assert trainable and all(k.startswith(("encoder.layer.4.", "encoder.layer.5.", "pooler.")) for k in trainable)
+    assert student.projection.weight.requires_grad
+    for bad in (0, 6):
+        with pytest.raises(ValueError, match="between 1 and 5"):
+            _student()[0].freeze_lower(bad)
+
+
+def test_steps_on_cached_lower_layers_train_the_top_and_leave_the_rest(
+        small_mix: tuple[list[str], list[int], np.ndarray]) -> None:
+    texts, _, targets = small_mix
+    student, tok = _student()
+    student.freeze_lower(3)
+    frozen = {k: p.detach().clone() for k, p in student.encoder.named_parameters() if not p.requires_grad}
+    before = float(alignment_loss(_embed(student, tok, texts), torch.from_numpy(targets)))
+    cfg = replace(DistillConfig(), steps=8, batch=16, lr=1e-4, proj_lr=3e-3, warmup=1, freeze_layers=3)
+    train(student, tok, texts, targets, cfg, "cpu", lower=LowerCache(student, tok, texts, 3, "cpu"))
+    after = float(alignment_loss(_embed(student, tok, texts), torch.from_numpy(targets)))
+    assert after < before * 0.9, (before, after)
+    params = dict(student.encoder.named_parameters())
+    assert all(torch.equal(params[k], v) for k, v in frozen.items())
 
 
 def test_training_with_the_rank_term_adds_it_over_the_corpus_bank(
@@ -263,3 +309,42 @@ def test_assembly_refuses_an_artifact_that_does_not_match_its_provenance(teacher
     assert not (tmp_path / "other" / "leaf-bad").exists()
     with pytest.raises(SystemExit, match="no student artifact 'nope'"):
         assemble("nope", tmp_path / "other", artifacts)
+
+
+def test_a_run_continues_the_committed_release_from_where_its_dose_ended(teacher_bundle: Path,
+                                                                         tmp_path: Path) -> None:
+    first_cfg = DistillConfig(name="leaf-next", teacher=str(teacher_bundle), queries=48, passages=16, heldout=12,
+                              steps=3, batch=8, lstsq_texts=40, eval_points=1)
+    artifacts, models = tmp_path / "artifacts", tmp_path / "models"
+    distill(first_cfg, models, int8=False, artifacts=artifacts, checkpoint_dir=tmp_path / "c1",
+            log_path=tmp_path / "d1.jsonl")
+    first = read_provenance("leaf-next", artifacts)
+    first_tensors = load_file(str(artifacts / "leaf-next" / first["file"]))
+    cfg = replace(first_cfg, init="artifact", freeze_layers=4, steps=2)
+    (bundle,) = distill(cfg, models, int8=False, artifacts=artifacts, checkpoint_dir=tmp_path / "c2",
+                        log_path=tmp_path / "d2.jsonl")
+    prov = read_provenance("leaf-next", artifacts)
+    assert (first["release"], prov["release"]) == (1, 2)
+    assert prov["file"] == "leaf-next.r2.safetensors" and not (artifacts / "leaf-next" / first["file"]).exists()
+    tr = prov["training"]
+    assert tr["init"] == {"release": 1, "file": first["file"], "sha256": first["sha256"], "examples_total": 24}
+    assert (tr["examples_seen"], tr["examples_seen_total"]) == (16, 40)
+    # The curve starts where release 1 ended (its fp16-rounded weights), counting the examples both runs saw.
+    d1 = [json.loads(line) for line in (tmp_path / "d1.jsonl").read_text().splitlines()]
+    d2 = [json.loads(line) for line in (tmp_path / "d2.jsonl").read_text().splitlines()]
+    assert [r["examples_total"] for r in d2] == [24, 40]
+    for kind, cos in d1[-1]["heldout_cosine"].items():
+        assert d2[0]["heldout_cosine"][kind]["mean"] == pytest.approx(cos["mean"], abs=2e-3)
+    # Layers frozen in this run still ship release 1's training: the artifact is the whole chain, not the last run.
+    tensors = load_file(str(artifacts / "leaf-next" / prov["file"]))
+    frozen_key = "encoder.encoder.layer.0.attention.self.query.weight"
+    assert torch.equal(tensors[frozen_key], first_tensors[frozen_key])
+    assert not torch.equal(tensors["encoder.encoder.layer.5.output.dense.weight"],
+                           first_tensors["encoder.encoder.layer.5.output.dense.weight"])
+    assert verify("leaf-next", models, artifacts)["ok"] and bundle.name == "leaf-next"
+    # A release of another space or base model cannot be continued.
+    other = json.loads((artifacts / "leaf-next" / "provenance.json").read_text())
+    other["spec"]["space"] = "some-other-model/768"
+    (artifacts / "leaf-next" / "provenance.json").write_text(json.dumps(other))
+    with pytest.raises(SystemExit, match="cannot start a run"):
+        distill(cfg, models, int8=False, artifacts=artifacts, checkpoint_dir=tmp_path / "c3")
