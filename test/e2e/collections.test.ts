@@ -31,7 +31,16 @@ before(async () => {
 after(() => stack.stop());
 
 interface Listed {
-  collections: Array<{ name: string; space: string; dims: number; count: number; aliases: string[] }>;
+  collections: Array<{
+    name: string;
+    space: string;
+    dims: number;
+    count: number;
+    aliases: string[];
+    quantization: string;
+    rescore: boolean;
+    oversampling?: number;
+  }>;
   aliases: Array<{ alias: string; collection: string }>;
 }
 async function listed(): Promise<Listed> {
@@ -43,7 +52,10 @@ async function listed(): Promise<Listed> {
 test("create: the space of the indexer's teacher by default, of a bundle with --teacher, by hand with --space/--dims", async () => {
   const made = await cli("collections", "create", "nf");
   assert.equal(made.code, 0, made.stderr);
-  assert.equal(made.stdout, `created collection nf: ${SPACE}, 384-d, cosine (from the indexer's teacher ${TEACHER})\n`);
+  assert.equal(
+    made.stdout,
+    `created collection nf: ${SPACE}, 384-d, cosine, f32 (from the indexer's teacher ${TEACHER})\n`,
+  );
 
   const again = await cli("collections", "create", "nf");
   assert.equal(again.code, 1);
@@ -59,9 +71,27 @@ test("create: the space of the indexer's teacher by default, of a bundle with --
     { name: "mpnet", space: "all-mpnet-base-v2/768", dims: 768, metric: "cosine", count: 0 },
   );
 
-  const byHand = await cli("collections", "create", "other", "--space", "test/8", "--dims", "8");
+  // A quantised graph, rescored against the float32 originals the ANN service keeps.
+  const byHand = await cli(
+    "collections",
+    "create",
+    "other",
+    "--space",
+    "test/8",
+    "--dims",
+    "8",
+    "--quantization",
+    "i8",
+    "--oversampling",
+    "3",
+  );
   assert.equal(byHand.code, 0, byHand.stderr);
-  assert.match(byHand.stdout, /^created collection other: test\/8, 8-d, cosine \(from --space\)\n$/);
+  assert.match(byHand.stdout, /^created collection other: test\/8, 8-d, cosine, i8 \+ rescore x3 \(from --space\)\n$/);
+  const other = (await listed()).collections.find((c) => c.name === "other");
+  assert.deepEqual(
+    other && (({ quantization, rescore, oversampling }) => ({ quantization, rescore, oversampling }))(other),
+    { quantization: "i8", rescore: true, oversampling: 3 },
+  );
 });
 
 test("create: refusals name the flag, the bundle's sizes and the ANN service's limits", async () => {
@@ -83,6 +113,30 @@ test("create: refusals name the flag, the bundle's sizes and the ANN service's l
     wide.stderr,
     /INVALID_ARGUMENT: dims=9999 is outside \[\d+, \d+\] \(the ANN service's MIN_DIMS, MAX_DIMS\)/,
   );
+
+  const byHand = ["--space", "test/8", "--dims", "8"];
+  const f32Rescore = await cli("collections", "create", "x", ...byHand, "--oversampling", "2");
+  assert.equal(f32Rescore.code, 1);
+  assert.match(f32Rescore.stderr, /--no-rescore and --oversampling apply to --quantization f16 or i8 only/);
+  const both2 = await cli(
+    "collections",
+    "create",
+    "x",
+    ...byHand,
+    "--quantization",
+    "f16",
+    "--no-rescore",
+    "--oversampling",
+    "2",
+  );
+  assert.equal(both2.code, 1);
+  assert.match(both2.stderr, /drop it, or drop --no-rescore/);
+  const tooMany = await cli("collections", "create", "x", ...byHand, "--quantization", "f16", "--oversampling", "100");
+  assert.equal(tooMany.code, 1);
+  assert.match(tooMany.stderr, /INVALID_ARGUMENT: index\.oversampling must be a number in \[1, 64\]/);
+  const unknown = await cli("collections", "create", "x", ...byHand, "--quantization", "q4");
+  assert.notEqual(unknown.code, 0);
+  assert.match(unknown.stderr, /Allowed choices are f32, f16, i8/);
 
   const badName = await cli("collections", "create", "no spaces", "--space", "test/8", "--dims", "8");
   assert.equal(badName.code, 1);

@@ -1,6 +1,6 @@
 import { status } from "@grpc/grpc-js";
 import { Ann, Encoder, Indexer, isRpcError, type RpcError, type ServiceOptions } from "@tandem/client";
-import type { CollectionInfo } from "@tandem/proto";
+import type { CollectionInfo, IndexParams } from "@tandem/proto";
 import { isSecurityVariable, upstreamSecurityFromEnv } from "@tandem/service-kit";
 import type { ServiceName } from "./addresses.js";
 import type { TargetSpace } from "./collection-space.js";
@@ -77,6 +77,7 @@ export async function ensureCollection(
   ann: Ann,
   name: string,
   target: TargetSpace,
+  index?: Partial<IndexParams>,
 ): Promise<{ info: CollectionInfo; created: boolean }> {
   const existing = await ann.find(name);
   if (existing) {
@@ -89,6 +90,11 @@ export async function ensureCollection(
     }
     return { info: existing, created: false };
   }
-  const info = await ann.createCollection({ name, space: target.space, dims: target.dims }, { deadlineMs: 30_000 });
+  // Index settings the caller leaves out are the ANN service's defaults (0 / "" on the wire).
+  const params = index && { m: 0, efConstruction: 0, efSearch: 0, quantization: "", ...index };
+  const info = await ann.createCollection(
+    { name, space: target.space, dims: target.dims, index: params },
+    { deadlineMs: 30_000 },
+  );
   return { info, created: true };
 }

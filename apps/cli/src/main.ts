@@ -16,6 +16,12 @@ function int(name: string, min = 1) {
   };
 }
 
+function positiveNumber(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError("must be a number above 0");
+  return n;
+}
+
 const addrOption = (service: keyof typeof DEFAULT_ADDRESSES) =>
   new Option(
     `--${service} <host:port>`,
@@ -179,6 +185,13 @@ collections
   )
   .option("--space <id>", "the embedding space by hand (needs --dims), e.g. all-mpnet-base-v2/768")
   .option("--dims <n>", "with --space: its width; with --teacher: one of the bundle's Matryoshka sizes", int("--dims"))
+  .addOption(
+    new Option("--quantization <kind>", "the graph's vectors: f32, or f16/i8 rescored against float32 originals")
+      .choices(["f32", "f16", "i8"])
+      .default("f32"),
+  )
+  .option("--no-rescore", "with f16/i8: answer from the quantised graph alone, without exact rescoring")
+  .option("--oversampling <x>", "with f16/i8: graph candidates ranked per result (ANN default 4)", positiveNumber)
   .option("--json", "machine-readable output")
   .addOption(addrOption("ann"))
   .addOption(addrOption("indexer"))

@@ -11,7 +11,13 @@ export interface CollectionsFlags {
   ann?: string;
 }
 
-export type CreateFlags = CollectionsFlags & SpaceFlags;
+export type CreateFlags = CollectionsFlags &
+  SpaceFlags & {
+    quantization?: "f32" | "f16" | "i8";
+    /** commander's --no-rescore: false when given, true otherwise. */
+    rescore?: boolean;
+    oversampling?: number;
+  };
 
 export interface DropFlags extends CollectionsFlags {
   yes?: boolean;
@@ -19,12 +25,21 @@ export interface DropFlags extends CollectionsFlags {
 
 const metricName = (m: Metric) => Metric[m].replace("METRIC_", "").toLowerCase();
 
+/** "f32", or "i8 + rescore x4": how the graph holds vectors and whether searches are rescored. */
+function storage(c: CollectionInfo): string {
+  const q = c.index?.quantization || "f32";
+  return c.index?.rescore ? `${q} + rescore x${c.index.oversampling ?? 1}` : q;
+}
+
 function collectionJson(c: CollectionInfo) {
   return {
     name: c.name,
     space: c.space,
     dims: c.dims,
     metric: metricName(c.metric),
+    quantization: c.index?.quantization || "f32",
+    rescore: c.index?.rescore ?? false,
+    oversampling: c.index?.oversampling,
     count: Number(c.count),
     aliases: c.aliases,
     createdAtMs: Number(c.createdAtMs),
@@ -83,9 +98,10 @@ export function collectionsCommand(flags: CollectionsFlags): Promise<number> {
       c.space,
       String(c.dims),
       metricName(c.metric),
+      storage(c),
       c.aliases.join(", "),
     ]);
-    const head = ["collection", "points", "space", "dims", "metric", "aliases"];
+    const head = ["collection", "points", "space", "dims", "metric", "vectors", "aliases"];
     const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] as string).length)));
     const fmt = (cells: string[]) =>
       cells
@@ -101,7 +117,16 @@ export function collectionsCommand(flags: CollectionsFlags): Promise<number> {
 export function createCommand(name: string, flags: CreateFlags): Promise<number> {
   return withAnn("create", flags, async (ann) => {
     const target = await targetSpace(flags);
-    const { info, created } = await ensureCollection(ann, name, target);
+    const quantised = flags.quantization === "f16" || flags.quantization === "i8";
+    if (!quantised && (flags.rescore === false || flags.oversampling !== undefined))
+      return refuse("create", "--no-rescore and --oversampling apply to --quantization f16 or i8 only");
+    if (flags.rescore === false && flags.oversampling !== undefined)
+      return refuse("create", "--oversampling sets how many candidates rescoring ranks: drop it, or drop --no-rescore");
+    const { info, created } = await ensureCollection(ann, name, target, {
+      quantization: flags.quantization ?? "f32",
+      ...(quantised && flags.rescore === false ? { rescore: false } : {}),
+      ...(flags.oversampling !== undefined ? { oversampling: flags.oversampling } : {}),
+    });
     if (!created) {
       return refuse(
         "create",
@@ -111,7 +136,7 @@ export function createCommand(name: string, flags: CreateFlags): Promise<number>
     print(
       flags,
       collectionJson(info),
-      `created collection ${name}: ${info.space}, ${info.dims}-d, ${metricName(info.metric)} (from ${target.from})`,
+      `created collection ${name}: ${info.space}, ${info.dims}-d, ${metricName(info.metric)}, ${storage(info)} (from ${target.from})`,
     );
     return 0;
   });
