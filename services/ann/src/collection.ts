@@ -3,11 +3,12 @@ import { rename } from "node:fs/promises";
 import { join } from "node:path";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { FailedPreconditionError, type Logger, ResourceExhaustedError, UnavailableError } from "@tandem/service-kit";
+import type { CollectionMeta, CollectionStats, NewPoint } from "./backend.js";
 import { SearchBatcher } from "./batcher.js";
 import { exactTopK } from "./exact.js";
 import { type CompiledClause, FilterPlan, PayloadIndex } from "./filter.js";
 import { GraphThread } from "./graph-thread.js";
-import { HnswIndex, type HnswParams, type MetricName, type Neighbours, type Quantization } from "./hnsw.js";
+import { HnswIndex, type HnswParams, type Neighbours } from "./hnsw.js";
 import { PayloadStore } from "./payloads.js";
 import { GraphBuilder } from "./rebuild.js";
 import {
@@ -21,6 +22,8 @@ import {
 } from "./snapshot.js";
 import { decodeRecord, encodeDelete, encodeUpsert, RecordType, Wal, type WalPoint } from "./wal.js";
 
+export type { CollectionMeta, NewPoint };
+
 /**
  * One collection: its directory holds
  *
@@ -32,26 +35,10 @@ import { decodeRecord, encodeDelete, encodeUpsert, RecordType, Wal, type WalPoin
  * Writes are serialised per collection: WAL append + fdatasync, then the
  * payload store, then the HNSW index and the filter index; the caller is
  * answered after all of it. Reads never wait for the lock.
+ *
+ * It speaks in the store's internal numeric keys and usearch's distances; EmbeddedBackend
+ * (embedded.ts) puts it behind the API's seam (backend.ts).
  */
-
-export interface CollectionMeta {
-  name: string;
-  space: string;
-  dims: number;
-  metric: MetricName;
-  m: number;
-  efConstruction: number;
-  efSearch: number;
-  quantization: Quantization;
-  /**
-   * Rank the graph's k x oversampling nearest by their exact distance to the stored float32
-   * originals (validate.ts, checkQuantization). Absent from collections created before it
-   * existed, which read as no rescoring: they answer as they always did.
-   */
-  rescore: boolean;
-  oversampling: number;
-  createdAtMs: number;
-}
 
 export interface CollectionOptions {
   log: Logger;
@@ -68,15 +55,6 @@ export interface CollectionOptions {
   rebuildMinPoints: number;
   /** Most concurrent plain searches answered by one batched native call. */
   searchBatchMax: number;
-}
-
-export interface NewPoint {
-  id: string;
-  /** Packed float32 exactly as received (already checked against dims). */
-  vector: Uint8Array;
-  values: Float32Array;
-  payload: string;
-  payloadObject: Record<string, unknown>;
 }
 
 export interface SearchOptions {
@@ -460,19 +438,7 @@ export class Collection {
 
   // ---- stats and lifecycle --------------------------------------------------
 
-  stats(): {
-    memoryBytes: number;
-    diskBytes: number;
-    walBytes: number;
-    walRecords: number;
-    lastSnapshotMs: number;
-    indexChurn: number;
-    lastRebuildMs: number;
-    rebuildInserted: number;
-    rebuildTotal: number;
-    lastSnapshotTookMs: number;
-    lastSnapshotMaxStallMs: number;
-  } {
+  stats(): CollectionStats {
     return {
       memoryBytes: this.index.memoryBytes,
       diskBytes: existsSync(this.dir) ? duBytes(this.dir) : 0,

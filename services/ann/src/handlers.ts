@@ -14,15 +14,15 @@ import {
   InvalidArgumentError,
   UnavailableError,
 } from "@tandem/service-kit";
-import type { Collection, CollectionMeta, NewPoint } from "./collection.js";
+import type { CollectionBackend, CollectionMeta, NewPoint } from "./backend.js";
 import type { AnnConfig } from "./config.js";
 import type { EncoderClient } from "./encoder-client.js";
 import { compileFilter } from "./filter.js";
-import { type MetricName, scoreOf } from "./hnsw.js";
+import type { MetricName } from "./hnsw.js";
 import type { Registry } from "./registry.js";
 import { checkCount, checkId, checkName, checkPayload, checkQuantization, checkVector } from "./validate.js";
 
-/** validate -> resolve collection/alias -> (encode text) -> index/store -> respond */
+/** validate -> resolve collection/alias -> (encode text) -> backend (backend.ts) -> respond */
 
 const METRIC_NAME: Partial<Record<Metric, MetricName>> = {
   [Metric.METRIC_UNSPECIFIED]: "cosine",
@@ -51,7 +51,7 @@ export function annHandlers({ registry, encoder, config }: AnnDeps): Handlers<ty
     if (!r) throw new UnavailableError("the ANN service is still loading its collections");
     return r;
   };
-  const info = (c: Collection): CollectionInfo => ({
+  const info = (c: CollectionBackend): CollectionInfo => ({
     name: c.meta.name,
     space: c.meta.space,
     dims: c.meta.dims,
@@ -94,7 +94,7 @@ export function annHandlers({ registry, encoder, config }: AnnDeps): Handlers<ty
 
     async stats(req) {
       const c = reg().resolve(collectionName(req.collection));
-      return { info: info(c), ...c.stats() };
+      return { info: info(c), ...(await c.stats()) };
     },
 
     async rebuildIndex(req) {
@@ -109,7 +109,7 @@ export function annHandlers({ registry, encoder, config }: AnnDeps): Handlers<ty
     },
 
     async upsert(requests, ctx) {
-      let target: Collection | null = null;
+      let target: CollectionBackend | null = null;
       let name = "";
       let upserted = 0;
       for await (const req of requests) {
@@ -125,7 +125,7 @@ export function annHandlers({ registry, encoder, config }: AnnDeps): Handlers<ty
           );
         }
         checkCount("points", req.points.length, config.MAX_POINTS_PER_REQUEST);
-        const c: Collection = target;
+        const c: CollectionBackend = target;
         const points = req.points.map((p): NewPoint => {
           checkId(p.id, config.MAX_ID_BYTES);
           const values = checkVector(p.vector, c.meta.dims, `vector of point ${JSON.stringify(p.id)}`);
@@ -148,16 +148,12 @@ export function annHandlers({ registry, encoder, config }: AnnDeps): Handlers<ty
       checkIds(req.ids);
       const points: Point[] = [];
       const missing: string[] = [];
-      for (const id of req.ids) {
-        const key = c.keyOf(id);
-        const entry = key === undefined ? undefined : c.entry(key);
-        if (key === undefined || !entry) {
-          missing.push(id);
-          continue;
-        }
-        const vector = req.withVectors ? c.vector(key) : undefined;
-        points.push({ id, payloadJson: entry.payload, vector: vector ? encodeVector(vector) : EMPTY });
-      }
+      const found = await c.get(req.ids, req.withVectors);
+      req.ids.forEach((id, i) => {
+        const p = found[i];
+        if (p) points.push({ id, payloadJson: p.payload, vector: p.vector ? encodeVector(p.vector) : EMPTY });
+        else missing.push(id);
+      });
       return { points, missing };
     },
 
@@ -198,19 +194,21 @@ export function annHandlers({ registry, encoder, config }: AnnDeps): Handlers<ty
         if (now.meta.space === c.meta.space && now.meta.dims === c.meta.dims) c = now;
       }
 
-      const res = await c.search(query, { k, ef: req.ef === 0 ? c.meta.efSearch : req.ef, exact: req.exact, filter });
-      const hits: Hit[] = [];
-      res.keys.forEach((key, i) => {
-        const entry = c.entry(key);
-        if (!entry) return; // deleted between index and store read
-        const vector = req.withVectors ? c.vector(key) : undefined;
-        hits.push({
-          id: entry.id,
-          score: scoreOf(c.meta.metric, res.distances[i]!),
-          payloadJson: req.withPayload ? project(entry.payload, req.payloadFields) : "",
-          vector: vector ? encodeVector(vector) : EMPTY,
-        });
+      const found = await c.search(query, {
+        k,
+        ef: req.ef === 0 ? c.meta.efSearch : req.ef,
+        exact: req.exact,
+        filter,
+        withVectors: req.withVectors,
       });
+      const hits = found.map(
+        (h): Hit => ({
+          id: h.id,
+          score: h.score,
+          payloadJson: req.withPayload ? project(h.payload, req.payloadFields) : "",
+          vector: h.vector ? encodeVector(h.vector) : EMPTY,
+        }),
+      );
       return { hits, collection: c.meta.name, space: c.meta.space, queryTokens, queryTruncated };
     },
 

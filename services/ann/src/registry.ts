@@ -3,11 +3,12 @@ import { join } from "node:path";
 import {
   AlreadyExistsError,
   FailedPreconditionError,
+  type Logger,
   NotFoundError,
   ResourceExhaustedError,
   UnavailableError,
 } from "@tandem/service-kit";
-import { Collection, type CollectionMeta, type CollectionOptions } from "./collection.js";
+import type { BackendFactory, CollectionBackend, CollectionMeta } from "./backend.js";
 import { writeFileAtomic } from "./snapshot.js";
 import { syncDir } from "./wal.js";
 
@@ -18,13 +19,13 @@ import { syncDir } from "./wal.js";
  * assignment, so a reader sees either the old or the new target, never
  * neither, and a restart sees what was last acknowledged.
  *
- *   DATA_DIR/collections/<name>/     see collection.ts
+ *   DATA_DIR/collections/<name>/     the backend's (embedded: see collection.ts)
  *   DATA_DIR/collections/.new-*      a creation in progress (removed at start)
  *   DATA_DIR/trash/                  dropped collections being deleted
  */
 
 export class Registry {
-  private readonly collections = new Map<string, Collection>();
+  private readonly collections = new Map<string, CollectionBackend>();
   /** Collections that exist on disk but failed to load: refused with UNAVAILABLE, droppable. */
   private readonly failed = new Map<string, Error>();
   private aliases = new Map<string, string>();
@@ -33,7 +34,8 @@ export class Registry {
 
   private constructor(
     private readonly dataDir: string,
-    private readonly opts: CollectionOptions,
+    private readonly backends: BackendFactory,
+    private readonly log: Logger,
     private readonly maxCollections: number,
   ) {}
 
@@ -44,8 +46,8 @@ export class Registry {
     return join(this.dataDir, "trash");
   }
 
-  static async open(dataDir: string, opts: CollectionOptions, maxCollections: number): Promise<Registry> {
-    const reg = new Registry(dataDir, opts, maxCollections);
+  static async open(dataDir: string, backends: BackendFactory, log: Logger, maxCollections: number): Promise<Registry> {
+    const reg = new Registry(dataDir, backends, log, maxCollections);
     mkdirSync(reg.root, { recursive: true });
     rmSync(reg.trash, { recursive: true, force: true });
     for (const name of readdirSync(reg.root)) {
@@ -55,10 +57,10 @@ export class Registry {
         continue;
       }
       try {
-        reg.collections.set(name, await Collection.open(dir, opts));
+        reg.collections.set(name, await backends.open(dir));
       } catch (err) {
         const e = err instanceof Error ? err : new Error(String(err));
-        opts.log.error({ err: e, collection: name }, "collection failed to load; its files are left untouched");
+        log.error({ err: e, collection: name }, "collection failed to load; its files are left untouched");
         reg.failed.set(name, e);
       }
     }
@@ -70,7 +72,7 @@ export class Registry {
   }
 
   /** A collection by name or alias. */
-  resolve(name: string): Collection {
+  resolve(name: string): CollectionBackend {
     const target = this.aliases.get(name) ?? name;
     const c = this.collections.get(target);
     if (c) return c;
@@ -80,7 +82,7 @@ export class Registry {
     throw new NotFoundError(`no collection or alias named ${name}`);
   }
 
-  list(): Collection[] {
+  list(): CollectionBackend[] {
     return [...this.collections.values()].sort((a, b) => a.meta.name.localeCompare(b.meta.name));
   }
 
@@ -97,7 +99,7 @@ export class Registry {
       .sort((a, b) => a.alias.localeCompare(b.alias));
   }
 
-  async create(meta: CollectionMeta): Promise<Collection> {
+  async create(meta: CollectionMeta): Promise<CollectionBackend> {
     const name = meta.name;
     if (this.collections.has(name) || this.failed.has(name) || this.reserved.has(name)) {
       throw new AlreadyExistsError(`collection ${name} already exists`);
@@ -110,11 +112,11 @@ export class Registry {
     try {
       // Built under a hidden name, then renamed: a crash leaves no half collection.
       const staging = join(this.root, `.new-${name}-${process.pid}-${Date.now()}`);
-      await Collection.initialise(staging, meta);
+      await this.backends.initialise(staging, meta);
       const dir = join(this.root, name);
       renameSync(staging, dir);
       await syncDir(this.root);
-      const c = await Collection.open(dir, this.opts);
+      const c = await this.backends.open(dir);
       this.collections.set(name, c);
       return c;
     } finally {
@@ -180,9 +182,7 @@ export class Registry {
 
   async snapshotAll(): Promise<void> {
     for (const c of this.collections.values()) {
-      await c
-        .snapshot()
-        .catch((err: unknown) => this.opts.log.error({ err, collection: c.meta.name }, "snapshot failed"));
+      await c.snapshot().catch((err: unknown) => this.log.error({ err, collection: c.meta.name }, "snapshot failed"));
     }
   }
 

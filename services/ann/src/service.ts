@@ -12,6 +12,7 @@ import {
   upstreamSecurity,
 } from "@tandem/service-kit";
 import { type AnnConfig, annConfig } from "./config.js";
+import { EmbeddedBackend } from "./embedded.js";
 import { EncoderClient } from "./encoder-client.js";
 import { annHandlers } from "./handlers.js";
 import { Registry } from "./registry.js";
@@ -61,7 +62,7 @@ export async function startAnn(config: AnnConfig, deps: { log?: Logger; meter?: 
   try {
     registry = await Registry.open(
       dataDir,
-      {
+      EmbeddedBackend.factory({
         log,
         maxPoints: config.MAX_POINTS_PER_COLLECTION,
         filterMaxStringBytes: config.FILTER_MAX_STRING_BYTES,
@@ -73,7 +74,8 @@ export async function startAnn(config: AnnConfig, deps: { log?: Logger; meter?: 
         rebuildChurn: config.INDEX_REBUILD_CHURN,
         rebuildMinPoints: config.INDEX_REBUILD_MIN_POINTS,
         searchBatchMax: config.SEARCH_BATCH_MAX,
-      },
+      }),
+      log,
       config.MAX_COLLECTIONS,
     );
   } catch (err) {
