@@ -1,28 +1,28 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from "node:fs";
 import { rename } from "node:fs/promises";
 import { join } from "node:path";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { FailedPreconditionError, type Logger, ResourceExhaustedError, UnavailableError } from "@tandem/service-kit";
 import type { CollectionMeta, CollectionStats, NewPoint } from "./backend.js";
 import { SearchBatcher } from "./batcher.js";
-import { exactTopK } from "./exact.js";
-import { type CompiledClause, FilterPlan, PayloadIndex } from "./filter.js";
+import type { PayloadIndex } from "./filter.js";
 import { GraphThread } from "./graph-thread.js";
-import { HnswIndex, type HnswParams, type Neighbours } from "./hnsw.js";
-import { PayloadStore } from "./payloads.js";
+import type { HnswIndex, Neighbours } from "./hnsw.js";
+import type { PayloadStore } from "./payloads.js";
 import { GraphBuilder } from "./rebuild.js";
+import { graphParams, rebuildPath, recover } from "./recovery.js";
+import { type SearchOptions, SearchPlanner } from "./search-plan.js";
 import {
   checkIndexFile,
   commitManifest,
-  readManifest,
   type SnapshotManifest,
   sweep,
   writeFileAtomic,
   writeIndexFile,
 } from "./snapshot.js";
-import { decodeRecord, encodeDelete, encodeUpsert, RecordType, Wal, type WalPoint } from "./wal.js";
+import { encodeDelete, encodeUpsert, type Wal, type WalPoint } from "./wal.js";
 
-export type { CollectionMeta, NewPoint };
+export type { CollectionMeta, NewPoint, SearchOptions };
 
 /**
  * One collection: its directory holds
@@ -57,13 +57,6 @@ export interface CollectionOptions {
   searchBatchMax: number;
 }
 
-export interface SearchOptions {
-  k: number;
-  ef: number;
-  exact: boolean;
-  filter: CompiledClause[] | null;
-}
-
 /** Serialises async critical sections (a promise chain). */
 class Mutex {
   private tail: Promise<unknown> = Promise.resolve();
@@ -74,7 +67,6 @@ class Mutex {
   }
 }
 
-const EXACT_CHUNK_ROWS = 8192;
 /** After a failed rebuild, churn triggers none for this long (a failing build would otherwise start again at every write). */
 const REBUILD_RETRY_MS = 10 * 60_000;
 
@@ -100,8 +92,7 @@ export class Collection {
   private touched: Set<number> | null = null;
   private lastRebuildMs = 0;
   private rebuildFailedAtMs = 0;
-  /** Plain HNSW searches go through it; it reads `this.index` when it runs, so a swap is seen. */
-  private readonly batcher: SearchBatcher;
+  private readonly planner: SearchPlanner;
 
   private constructor(
     readonly dir: string,
@@ -117,20 +108,12 @@ export class Collection {
     /** Keys written since the committed snapshot's WAL segment: its base plus these is the graph now. */
     private sinceSnapshot: Set<number>,
   ) {
-    this.batcher = new SearchBatcher(
+    // The batcher reads `this.index` when it runs, so a rebuild's swap is seen.
+    const batcher = new SearchBatcher(
       (queries, beam) => this.index.searchBatch(queries, beam, beam),
       opts.searchBatchMax,
     );
-  }
-
-  static params(meta: CollectionMeta): HnswParams {
-    return {
-      dims: meta.dims,
-      metric: meta.metric,
-      m: meta.m,
-      efConstruction: meta.efConstruction,
-      quantization: meta.quantization,
-    };
+    this.planner = new SearchPlanner(meta, opts, batcher, filters, store, () => this._count);
   }
 
   /** Writes collection.json into an empty directory (the registry renames it into place). */
@@ -139,105 +122,27 @@ export class Collection {
     await writeFileAtomic(join(dir, "collection.json"), JSON.stringify(meta));
   }
 
-  static readMeta(dir: string): CollectionMeta {
-    const stored = JSON.parse(readFileSync(join(dir, "collection.json"), "utf8")) as Partial<CollectionMeta> &
-      Omit<CollectionMeta, "rescore" | "oversampling">;
-    return { ...stored, rescore: stored.rescore ?? false, oversampling: stored.oversampling ?? 1 };
-  }
-
-  /** Restart path: load the snapshot, replay the WAL over index and store, rebuild the filter index. */
+  /** Restart path (recovery.ts): snapshot + WAL replay, then serving. */
   static async open(dir: string, opts: CollectionOptions): Promise<Collection> {
-    const meta = Collection.readMeta(dir);
-    const log = opts.log.child({ collection: meta.name });
-    const params = Collection.params(meta);
-    const manifest = readManifest(dir);
-    sweep(dir, manifest, true);
-
-    let index: HnswIndex | null = null;
-    if (manifest) {
-      try {
-        await checkIndexFile(dir, manifest);
-        index = HnswIndex.load(params, join(dir, manifest.indexFile), opts.threads);
-      } catch (err) {
-        // The store holds every vector: an unreadable index costs a rebuild, not data.
-        log.error({ err, file: manifest.indexFile }, "snapshot index unreadable: rebuilding from the payload store");
-      }
-    }
-    const rebuildIndex = index === null && manifest !== null;
-    index ??= new HnswIndex(params, opts.threads);
-
-    const store = PayloadStore.open(join(dir, "store"), meta.dims);
-    const walDir = join(dir, "wal");
-    const walFrom = manifest?.walFrom ?? 1;
-    let maxKey = -1;
-    /** Keys the replayed WAL wrote: what the next snapshot brings its base up to date with. */
-    const replayed = new Set<number>();
-    let walBytes = 0;
-    for (const seg of Wal.segments(walDir)) if (seg >= walFrom) walBytes += statSync(Wal.path(walDir, seg)).size;
-    const pending: Array<{ upserts: WalPoint[]; deletes: Array<{ key: number; id: string }> }> = [];
-    const flush = () => {
-      if (pending.length > 0) store.writeManySync(pending.splice(0));
-    };
-    const replayIndex: HnswIndex = index;
-    const replay = Wal.replay(walDir, walFrom, (body) => {
-      const rec = decodeRecord(body, meta.dims);
-      for (const p of rec.points) {
-        maxKey = Math.max(maxKey, p.key);
-        replayed.add(p.key);
-      }
-      if (rec.type === RecordType.Upsert) {
-        pending.push({ upserts: rec.points, deletes: [] });
-        if (!rebuildIndex)
-          replayIndex.upsert(
-            rec.points.map((p) => p.key),
-            matrixOf(rec.points, meta.dims),
-          );
-      } else {
-        pending.push({ upserts: [], deletes: rec.points });
-        if (!rebuildIndex) replayIndex.remove(rec.points.map((p) => p.key));
-      }
-      if (pending.length >= 256) flush();
-    });
-    flush();
-    if (replay.droppedBytes > 0) log.warn({ droppedBytes: replay.droppedBytes }, "WAL: dropped a torn or corrupt tail");
-
-    const nextKey = Math.max(store.nextKey, maxKey + 1);
-    const filters = new PayloadIndex(opts.filterMaxStringBytes);
-    let count = 0;
-    for (const p of store.scan()) {
-      count++;
-      filters.add(p.key, JSON.parse(p.payload) as Record<string, unknown>);
-    }
-    const wal = await Wal.create(walDir, Math.max(replay.lastSegment, walFrom - 1));
-    let built: string | null = null;
-    if (rebuildIndex || index.size !== count) {
-      if (!rebuildIndex)
-        log.warn({ index: index.size, store: count }, "index and store disagree: rebuilding the index");
-      // On a graph thread too: the event loop stays free to answer health checks (NOT_SERVING).
-      const builder = new GraphBuilder(params, opts.threads, rebuildPath(dir));
-      const graph = await builder.build(store, () => false);
-      if (!graph) throw new Error("index rebuild at start stopped");
-      index = graph;
-      built = builder.path;
-    } else wal.addReplayed(walBytes, replay.records);
+    const r = await recover(dir, opts);
     const c = new Collection(
       dir,
-      meta,
-      { ...opts, log },
-      index,
-      store,
-      filters,
-      wal,
-      manifest,
-      count,
-      nextKey,
-      built ? new Set() : replayed,
+      r.meta,
+      { ...opts, log: r.log },
+      r.index,
+      r.store,
+      r.filters,
+      r.wal,
+      r.manifest,
+      r.count,
+      r.nextKey,
+      r.sinceSnapshot,
     );
     // The new graph holds the whole store, which holds the whole WAL: a snapshot at the fresh
     // segment, so the next start loads it instead of building it again.
-    if (built) await c.commitGraphFile(built, wal.currentSegment);
-    log.info(
-      { points: count, snapshot: c.manifest?.indexFile ?? null, walRecordsReplayed: replay.records },
+    if (r.built) await c.commitGraphFile(r.built, r.wal.currentSegment);
+    r.log.info(
+      { points: r.count, snapshot: c.manifest?.indexFile ?? null, walRecordsReplayed: r.walRecordsReplayed },
       "collection loaded",
     );
     return c;
@@ -367,73 +272,10 @@ export class Collection {
     return this.store.vector(key);
   }
 
-  /** Nearest neighbours as (key, distance), best first. */
+  /** Nearest neighbours as (key, distance), best first (search-plan.ts). */
   async search(query: Float32Array, o: SearchOptions): Promise<Neighbours> {
     this.checkReadable();
-    if (this._count === 0) return { keys: [], distances: [] };
-    const wanted = this.candidates(o.k);
-    if (o.filter === null) {
-      if (o.exact) return this.exactOver(null, query, o.k);
-      return this.ranked(await this.batcher.search(query, Math.max(wanted, o.ef)), wanted, query, o.k);
-    }
-    const plan = new FilterPlan(this.filters, o.filter);
-    const estimate = plan.estimate;
-    if (estimate === 0) return { keys: [], distances: [] };
-    if (o.exact || estimate <= this.opts.filterExactMax) return this.exactOver(plan.materialize(), query, o.k);
-
-    // Over-fetch from HNSW: start from the expected number of candidates that
-    // yields the wanted matches at this selectivity (x2 margin) and grow 4x until
-    // they are found; past the cap, the exact scan of the matching set
-    // guarantees k hits whenever k exist. Each fetch goes through the batcher, so
-    // it shares a native call with the searches of the same beam width.
-    let fetch = Math.max(o.ef, Math.ceil(((wanted * this._count) / estimate) * 2));
-    for (;;) {
-      fetch = Math.min(fetch, this._count, this.opts.filterMaxOverfetch);
-      const res = await this.batcher.search(query, fetch);
-      const out: Neighbours = { keys: [], distances: [] };
-      for (let i = 0; i < res.keys.length && out.keys.length < wanted; i++) {
-        const key = res.keys[i]!;
-        if (plan.matches(key)) {
-          out.keys.push(key);
-          out.distances.push(res.distances[i]!);
-        }
-      }
-      if (out.keys.length >= wanted) return this.ranked(out, wanted, query, o.k);
-      if (fetch >= this._count || fetch >= this.opts.filterMaxOverfetch) break;
-      fetch *= 4;
-    }
-    return this.exactOver(plan.materialize(), query, o.k);
-  }
-
-  /** How many graph candidates a search of k results ranks: k, or k x oversampling when rescoring. */
-  private candidates(k: number): number {
-    return this.meta.rescore ? Math.ceil(k * this.meta.oversampling) : k;
-  }
-
-  /**
-   * The k best of the graph's first `wanted` candidates: in the graph's order, or, when the
-   * collection rescores, by exact distance to the stored originals (whose distances are then
-   * the ones answered).
-   */
-  private ranked(res: Neighbours, wanted: number, query: Float32Array, k: number): Neighbours {
-    if (this.meta.rescore) return this.exactOver(res.keys.slice(0, wanted), query, k);
-    return { keys: res.keys.slice(0, k), distances: res.distances.slice(0, k) };
-  }
-
-  /** Brute force over `keys` (null: the whole collection), in bounded chunks. */
-  private exactOver(keys: number[] | null, query: Float32Array, k: number): Neighbours {
-    const all = keys ?? this.store.allKeys();
-    const candidates: Array<{ key: number; distance: number }> = [];
-    for (let start = 0; start < all.length; start += EXACT_CHUNK_ROWS) {
-      const chunk = this.store.gather(all.slice(start, start + EXACT_CHUNK_ROWS));
-      const res = exactTopK(chunk.matrix, chunk.keys, this.meta.dims, query, k, this.meta.metric);
-      res.keys.forEach((key, i) => {
-        candidates.push({ key, distance: res.distances[i]! });
-      });
-    }
-    candidates.sort((a, b) => a.distance - b.distance);
-    const top = candidates.slice(0, k);
-    return { keys: top.map((c) => c.key), distances: top.map((c) => c.distance) };
+    return this.planner.search(query, o);
   }
 
   // ---- stats and lifecycle --------------------------------------------------
@@ -515,7 +357,7 @@ export class Collection {
     this.checkWritable();
     const started = performance.now();
     const churnAtStart = this.churn;
-    const builder = new GraphBuilder(Collection.params(this.meta), this.opts.threads, rebuildPath(this.dir));
+    const builder = new GraphBuilder(graphParams(this.meta), this.opts.threads, rebuildPath(this.dir));
     this.builder = builder;
     // The builder reads every point after this rotation, each in its state then or later, so its
     // graph with the WAL from `walFrom` on is a snapshot (replay converges, see wal.ts).
@@ -606,7 +448,7 @@ export class Collection {
     }));
     this.opts.log.info({ keys: delta.size, points: this._count, walFrom, onLoop }, "snapshot started");
     const base = this.manifest;
-    const thread = onLoop ? null : new GraphThread(Collection.params(this.meta), this.opts.threads);
+    const thread = onLoop ? null : new GraphThread(graphParams(this.meta), this.opts.threads);
     this.snapshotThread = thread;
     let committed = false;
     try {
@@ -718,20 +560,6 @@ export class Collection {
     this.broken = err instanceof Error ? err : new Error(String(err));
     this.opts.log.error({ err }, "write durable in the WAL but not applied in memory: collection now read-only");
   }
-}
-
-/** The rebuild thread's output file: a `.tmp`, so a crash leaves nothing `sweep` keeps. */
-function rebuildPath(dir: string): string {
-  return join(dir, `rebuild-${Date.now()}.usearch.tmp`);
-}
-
-function matrixOf(points: WalPoint[], dims: number): Float32Array {
-  const m = new Float32Array(points.length * dims);
-  const bytes = new Uint8Array(m.buffer);
-  points.forEach((p, i) => {
-    bytes.set(p.vector.subarray(0, dims * 4), i * dims * 4);
-  });
-  return m;
 }
 
 function matrixOfValues(points: NewPoint[], dims: number): Float32Array {
