@@ -136,7 +136,12 @@ describe("ann: restart = snapshot + WAL replay (in-process)", () => {
  * Concurrent upsert streams of fresh points until `until` resolves; returns
  * the ids whose Upsert call was acknowledged.
  */
-async function writeLoad(client: AnnClient, next: { n: number }, until: Promise<unknown>): Promise<number[]> {
+async function writeLoad(
+  client: AnnClient,
+  next: { n: number },
+  until: Promise<unknown>,
+  onAck: (count: number) => void = () => undefined,
+): Promise<number[]> {
   const acked: number[] = [];
   let stop = false;
   void until.then(
@@ -162,6 +167,7 @@ async function writeLoad(client: AnnClient, next: { n: number }, until: Promise<
           10_000,
         );
         acked.push(...batch.flat());
+        onAck(acked.length);
       } catch {
         return; // the server died: unacknowledged writes may or may not exist
       }
@@ -183,8 +189,16 @@ describe("ann: SIGKILL of the real server process loses no acknowledged write", 
       const first = await spawnAnn(tmp.dir);
       child = first;
       await unary(first.client.createCollection.bind(first.client), createReq("c", D));
-      let killAt = new Promise((r) => setTimeout(r, 1500)).then(() => kill9(first));
-      acked.push(...(await writeLoad(child.client, next, killAt)));
+      // Killed once a few hundred writes are acknowledged, not after a fixed time: on a loaded machine
+      // 1.5 s may hold only a few dozen. The minute's cap turns a server that never acknowledges into
+      // the assertion below instead of a hang.
+      let enough = (): void => undefined;
+      const acknowledged = new Promise<void>((r) => {
+        enough = r;
+      });
+      const cap = new Promise<void>((r) => setTimeout(r, 60_000).unref());
+      let killAt = Promise.race([acknowledged, cap]).then(() => kill9(first));
+      acked.push(...(await writeLoad(child.client, next, killAt, (count) => count > 300 && enough())));
       await killAt;
       assert.ok(acked.length > 200, `acknowledged before the kill: ${acked.length}`);
 
