@@ -56,7 +56,11 @@ describe("the job-status view reads Redis in a constant number of round trips", 
     }
     const addr = /addr=(\S+)/.exec(String(await redis.client("INFO")))?.[1];
     assert.ok(addr, "the view's client address");
-    const monitor = await new Redis(REDIS_URL).monitor();
+    // monitor() answers on a connection of its own: the client it came from must be closed too,
+    // or its socket keeps the test process alive after every test has passed.
+    const source = new Redis(REDIS_URL);
+    stack.defer(() => source.disconnect());
+    const monitor = await source.monitor();
     stack.defer(() => monitor.disconnect());
     monitor.on("monitor", (_time: string, args: string[], source: string) => {
       if (source === addr) seen.push(String(args[0]).toLowerCase());
