@@ -7,7 +7,7 @@ import { describe, test } from "node:test";
 import type { FieldMatch, Scalar } from "@tandem/proto";
 import type { BackendHit, CollectionBackend, CollectionMeta, NewPoint } from "../src/backend.js";
 import { compileFilter } from "../src/filter.js";
-import { clustered, dot } from "./support.js";
+import { clustered, dot, testMeta } from "./support.js";
 
 export interface BackendHarness {
   /** A new, empty collection described by `meta`, on storage of its own. */
@@ -22,22 +22,8 @@ const DIMS = 16;
 const N = 400;
 const K = 10;
 
-export function meta(name: string, extra: Partial<CollectionMeta> = {}): CollectionMeta {
-  return {
-    name,
-    space: `conformance/${DIMS}`,
-    dims: DIMS,
-    metric: "cosine",
-    m: 16,
-    efConstruction: 64,
-    efSearch: 64,
-    quantization: "f32",
-    rescore: false,
-    oversampling: 1,
-    createdAtMs: 0,
-    ...extra,
-  };
-}
+export const meta = (name: string, extra: Partial<CollectionMeta> = {}): CollectionMeta =>
+  testMeta(name, DIMS, { space: `conformance/${DIMS}`, ...extra });
 
 export function newPoint(id: string, values: Float32Array, payload: Record<string, unknown> = {}): NewPoint {
   const text = JSON.stringify(payload);

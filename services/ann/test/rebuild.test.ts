@@ -8,7 +8,7 @@ import { describe, test } from "node:test";
 import { status } from "@grpc/grpc-js";
 import { ConfigError, createLogger } from "@tandem/service-kit";
 import { freePort } from "../../../test/support/net.js";
-import { Collection, type CollectionMeta, type CollectionOptions, type NewPoint } from "../src/collection.js";
+import { Collection, type CollectionOptions, type NewPoint } from "../src/collection.js";
 import { annConfig } from "../src/config.js";
 import {
   bruteForce,
@@ -19,25 +19,14 @@ import {
   searchReq,
   startTestAnn,
   tempDir,
+  testMeta,
   unary,
   upsert,
 } from "./support.js";
 
 const DIMS = 32;
 
-const META: CollectionMeta = {
-  name: "churn",
-  space: "test/32",
-  dims: DIMS,
-  metric: "cosine",
-  m: 16,
-  efConstruction: 64,
-  efSearch: 64,
-  quantization: "f32",
-  rescore: false,
-  oversampling: 1,
-  createdAtMs: 0,
-};
+const META = testMeta("churn", DIMS);
 
 const OPTS: CollectionOptions = {
   log: createLogger("ann-rebuild-test", "warn"),

@@ -6,25 +6,13 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { createLogger } from "@tandem/service-kit";
 import { Index } from "usearch";
-import { Collection, type CollectionMeta, type CollectionOptions, type NewPoint } from "../src/collection.js";
+import { Collection, type CollectionOptions, type NewPoint } from "../src/collection.js";
 import { readManifest } from "../src/snapshot.js";
-import { clustered, tempDir } from "./support.js";
+import { clustered, tempDir, testMeta } from "./support.js";
 
 const DIMS = 32;
 
-const META: CollectionMeta = {
-  name: "snap",
-  space: "test/32",
-  dims: DIMS,
-  metric: "cosine",
-  m: 16,
-  efConstruction: 64,
-  efSearch: 64,
-  quantization: "i8",
-  rescore: true,
-  oversampling: 4,
-  createdAtMs: 0,
-};
+const META = testMeta("snap", DIMS, { quantization: "i8", rescore: true, oversampling: 4 });
 
 const OPTS: CollectionOptions = {
   log: createLogger("ann-snapshot-test", "warn"),

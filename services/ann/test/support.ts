@@ -14,6 +14,7 @@ import {
   type UpsertResponse,
 } from "@tandem/proto";
 import { createLogger, globalMeter, unary } from "@tandem/service-kit";
+import type { CollectionMeta } from "../src/backend.js";
 import { annConfig, type RunningAnn, startAnn } from "../src/service.js";
 
 export { unary };
@@ -244,4 +245,22 @@ export function kill9(child: Child): Promise<void> {
     child.proc.once("exit", () => resolve());
     child.proc.kill("SIGKILL");
   });
+}
+
+/** A collection's settings as the in-process tests create it: f32 cosine HNSW (m 16, ef 64) unless `extra` says otherwise. */
+export function testMeta(name: string, dims: number, extra: Partial<CollectionMeta> = {}): CollectionMeta {
+  return {
+    name,
+    space: `test/${dims}`,
+    dims,
+    metric: "cosine",
+    m: 16,
+    efConstruction: 64,
+    efSearch: 64,
+    quantization: "f32",
+    rescore: false,
+    oversampling: 1,
+    createdAtMs: 0,
+    ...extra,
+  };
 }
