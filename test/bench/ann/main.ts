@@ -24,7 +24,7 @@ import { freePort } from "../../support/net.js";
 import { startServiceProcess } from "../../support/process.js";
 import { clusteredDataset, row } from "./data.js";
 import { benchModes, type Mode } from "./modes.js";
-import { ingest, type Measure, pct, residentMb, searchLoad } from "./service.js";
+import { benchServiceEnv, ingest, type Measure, pct, residentMb, searchLoad } from "./service.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -235,13 +235,7 @@ if (!args["skip-hnswlib"]) {
 const dataDir = mkdtempSync(join(tmpdir(), "bench-ann-"));
 const port = await freePort();
 log(`service: starting services/ann on 127.0.0.1:${port} (data ${dataDir})`);
-const svcEnv = {
-  DATA_DIR: dataDir,
-  HOST: "127.0.0.1",
-  MAX_MESSAGE_BYTES: String(64 * 2 ** 20),
-  MAX_POINTS_PER_REQUEST: "1000",
-  SNAPSHOT_INTERVAL_MS: "0",
-};
+const svcEnv = benchServiceEnv(dataDir);
 let svc = await startServiceProcess("services/ann/src/main.ts", port, svcEnv);
 let client = annClient(port);
 const call = <Req, Res>(m: Parameters<typeof unary<Req, Res>>[0], req: Req) => unary(m, req, { timeoutMs: 600_000 });

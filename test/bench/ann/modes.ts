@@ -15,7 +15,7 @@ import { annClient } from "../../support/grpc.js";
 import { freePort } from "../../support/net.js";
 import { startServiceProcess } from "../../support/process.js";
 import { row } from "./data.js";
-import { ingest, type Measure, pct, residentMb, searchLoad, searchReq } from "./service.js";
+import { benchServiceEnv, ingest, type Measure, pct, residentMb, searchLoad, searchReq } from "./service.js";
 
 export type Mode = "f32" | "f16" | "i8";
 
@@ -44,14 +44,7 @@ const deltaOf = (n: number) => Math.min(n, Math.max(200, Math.round(n * 0.02)));
 async function benchMode(b: ModesBench, mode: Mode) {
   const dataDir = mkdtempSync(join(tmpdir(), `bench-ann-${mode}-`));
   const port = await freePort();
-  const env = {
-    DATA_DIR: dataDir,
-    HOST: "127.0.0.1",
-    MAX_MESSAGE_BYTES: String(64 * 2 ** 20),
-    MAX_POINTS_PER_REQUEST: "1000",
-    SNAPSHOT_INTERVAL_MS: "0",
-    SNAPSHOT_WAL_BYTES: "0",
-  };
+  const env = benchServiceEnv(dataDir, { SNAPSHOT_WAL_BYTES: "0" });
   const entry = "services/ann/src/main.ts";
   let svc = await startServiceProcess(entry, port, env);
   let client = annClient(port);

@@ -127,3 +127,13 @@ export function residentMb(pid: number): { rss: number; anon: number; file: numb
   const kb = (name: string) => Number(new RegExp(`${name}:\\s+(\\d+)`).exec(status)?.[1] ?? 0) / 1024;
   return { rss: kb("VmRSS"), anon: kb("RssAnon"), file: kb("RssFile") };
 }
+
+/** The ANN service's settings for a bench run: loopback, big messages and batches, no timed snapshots. */
+export const benchServiceEnv = (dataDir: string, extra: Record<string, string> = {}): Record<string, string> => ({
+  DATA_DIR: dataDir,
+  HOST: "127.0.0.1",
+  MAX_MESSAGE_BYTES: String(64 * 2 ** 20),
+  MAX_POINTS_PER_REQUEST: "1000",
+  SNAPSHOT_INTERVAL_MS: "0",
+  ...extra,
+});
