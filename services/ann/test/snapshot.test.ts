@@ -91,7 +91,7 @@ describe("ann: snapshots on a graph thread", () => {
     const tmp = tempDir("snapshot-thread");
     const dir = `${tmp.dir}/snap`;
     const vectors = clustered(7000, DIMS, 70, 21);
-    const queries = clustered(20, DIMS, 70, 22);
+    const queries = clustered(100, DIMS, 70, 22);
     try {
       await Collection.initialise(dir, META);
       let c = await Collection.open(dir, OPTS);
@@ -134,10 +134,12 @@ describe("ann: snapshots on a graph thread", () => {
       try {
         assert.deepEqual(readManifest(dir), m2, "the committed graph was loaded, not rebuilt at start");
         assert.equal(c.count, count);
-        // The thread's graph is built apart from the live one, so its answers may differ a little, not its recall.
+        // The thread's graph is built apart from the live one, so its answers may differ a little, not its
+        // recall: over 100 queries two graphs of the same points land within a few points of each other
+        // (0.03 over 20 queries failed once in CI on graph variance alone).
         const recallAfter = await recall(c, queries);
         assert.ok(
-          recallAfter >= 0.85 && recallAfter >= recallBefore - 0.03,
+          recallAfter >= 0.85 && recallAfter >= recallBefore - 0.05,
           `recall ${recallBefore} -> ${recallAfter}`,
         );
         const moved = await c.search(vectors[6100]!, { k: 1, ef: 64, exact: false, filter: null });
