@@ -193,9 +193,15 @@ function tolerantDeserializer(def: MethodDefinition<unknown, unknown>): MethodDe
   };
 }
 
+/**
+ * The handler's view of its call, and `settle` for when it has answered: grpc-js also reports a
+ * call "cancelled" when its stream closes after the answer, which must not abort work or run the
+ * cancellation paths (the encoder's queue builds an error for each) for a call already served.
+ */
 function contextOf(call: ServerUnaryCall<unknown, unknown> | ServerReadableStream<unknown, unknown>, log: Logger) {
   const controller = new AbortController();
-  call.on("cancelled", () => controller.abort(new Error("call cancelled by the client or its deadline passed")));
+  const onCancel = () => controller.abort(new Error("call cancelled by the client or its deadline passed"));
+  call.on("cancelled", onCancel);
   const deadline = call.getDeadline();
   const ctx: CallContext = {
     signal: controller.signal,
@@ -203,7 +209,7 @@ function contextOf(call: ServerUnaryCall<unknown, unknown> | ServerReadableStrea
     metadata: call.metadata,
     log,
   };
-  return ctx;
+  return { ctx, settle: () => call.off("cancelled", onCancel) };
 }
 
 function toServiceError(err: unknown, method: string, log: Logger): Partial<ServiceError> {
@@ -228,8 +234,10 @@ function wrapUnary(fn: UnaryFn, method: string, log: Logger, observe: Observe): 
       return;
     }
     // The handler runs inside the server span: its logs and outgoing calls carry the trace.
+    const handler = contextOf(call, log);
     context
-      .with(ctx, () => fn(call.request, contextOf(call, log)))
+      .with(ctx, () => fn(call.request, handler.ctx))
+      .finally(handler.settle)
       .then(
         (value) => finish(null, value),
         (err: unknown) => finish(toServiceError(err, method, log)),
@@ -252,8 +260,10 @@ function wrapClientStream(
       }
     }
     const { span, ctx } = startServerSpan(method, call.metadata);
+    const handler = contextOf(call, log);
     context
-      .with(ctx, () => fn(messages(), contextOf(call, log)))
+      .with(ctx, () => fn(messages(), handler.ctx))
+      .finally(handler.settle)
       .then(
         (value) => {
           observe(status.OK, started);

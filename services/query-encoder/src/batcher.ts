@@ -88,6 +88,9 @@ export class Batcher {
       );
     }
     return new Promise<Float32Array[]>((resolve, reject) => {
+      // Free the queue slot as soon as the caller goes away, not only when its turn comes; the
+      // listener goes with the answer, so a served request never builds a cancellation.
+      const onAbort = () => this.drop(entry, new CancelledError("request cancelled"));
       const entry: Entry = {
         items,
         longest: items.reduce((m, it) => Math.max(m, it.ids.length), 0),
@@ -95,13 +98,16 @@ export class Batcher {
         deadline,
         signal,
         enqueuedAt: performance.now(),
-        resolve,
-        reject,
+        resolve: (vectors) => {
+          signal.removeEventListener("abort", onAbort);
+          resolve(vectors);
+        },
+        reject: (err) => {
+          signal.removeEventListener("abort", onAbort);
+          reject(err);
+        },
       };
-      // Free the queue slot as soon as the caller goes away, not only when its turn comes.
-      signal.addEventListener("abort", () => this.drop(entry, new CancelledError("request cancelled")), {
-        once: true,
-      });
+      signal.addEventListener("abort", onAbort, { once: true });
       this.queue.push(entry);
       this.pump();
     });
