@@ -7,6 +7,13 @@ export interface SessionOptions {
   providers: ExecutionProvider[];
   /** Intra-op threads; 0 lets the runtime pick (one per physical core). */
   intraOpThreads: number;
+  /**
+   * Runs of at most this many padded tokens (rows x longest row) run on the calling thread, not
+   * the backend's own: for a query encoder, whose single queries would otherwise pay the hop to
+   * another thread and back (two thread wake-ups, a fixed share of a query's latency). 0 (the
+   * default): every run on the backend's thread. Costs a second session of the graph in memory.
+   */
+  inlineMaxTokens?: number;
 }
 
 /** The graph's raw output for a padded batch. */

@@ -1,5 +1,5 @@
 import { Worker } from "node:worker_threads";
-import type { InferenceSession } from "onnxruntime-node";
+import { InferenceSession, Tensor } from "onnxruntime-node";
 import type { Backend, BackendLoader, ExecutionProvider, RawOutput } from "./backend.js";
 import type { Tokenized } from "./tokenize.js";
 
@@ -23,7 +23,9 @@ const THREAD_ENTRY = new URL("./infer-thread.mjs", import.meta.url);
  * lives on a thread of its own: onnxruntime-node runs a graph on the calling
  * thread, and a teacher batch of seconds there would stall the service's event
  * loop (BullMQ lock renewal, gRPC acks, health checks) for as long. The thread
- * keeps the process alive only while a run is in flight.
+ * keeps the process alive only while a run is in flight. Runs within
+ * `inlineMaxTokens` go to a second session on the calling thread instead: a
+ * few milliseconds of event loop for a query, against two thread wake-ups.
  */
 class OrtBackend implements Backend {
   private readonly pending = new Map<number, Pending>();
@@ -36,6 +38,7 @@ class OrtBackend implements Backend {
     readonly provider: ExecutionProvider,
     private readonly outputName: string,
     private readonly needsTokenTypes: boolean,
+    private readonly inline: { session: InferenceSession; maxTokens: number } | null,
   ) {
     thread.on("message", (msg: ThreadMessage) => {
       if (msg.kind !== "result" && msg.kind !== "error") return;
@@ -69,6 +72,12 @@ class OrtBackend implements Backend {
     }
     const feeds: Record<string, BigInt64Array> = { input_ids: ids, attention_mask: mask64 };
     if (this.needsTokenTypes) feeds.token_type_ids = new BigInt64Array(batch * seqLen);
+    if (this.inline && batch * seqLen <= this.inline.maxTokens) {
+      const tensors: Record<string, Tensor> = {};
+      for (const [name, data] of Object.entries(feeds)) tensors[name] = new Tensor("int64", data, [batch, seqLen]);
+      const out = (await this.inline.session.run(tensors, [this.outputName]))[this.outputName] as Tensor;
+      return { data: out.data as Float32Array, batch, seqLen, width: out.dims[out.dims.length - 1] as number, mask };
+    }
     const id = this.nextId++;
     const result = new Promise<{ data: Float32Array; dims: number[] }>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
@@ -85,6 +94,7 @@ class OrtBackend implements Backend {
   async release(): Promise<void> {
     if (this.unusable) return;
     this.unusable = new Error("the model was released");
+    await this.inline?.session.release();
     this.thread.ref();
     const released = firstMessage(this.thread, "released");
     this.thread.postMessage({ kind: "release" });
@@ -123,7 +133,12 @@ export const loadOrtBackend: BackendLoader = async (graph, opts, onFallback) => 
           throw new Error(`graph has no input "${required}" (inputs: ${ready.inputNames.join(", ")})`);
         }
       }
-      return new OrtBackend(thread, provider, graph.output, ready.inputNames.includes("token_type_ids"));
+      const inlineMaxTokens = opts.inlineMaxTokens ?? 0;
+      const inline =
+        inlineMaxTokens > 0
+          ? { session: await InferenceSession.create(graph.path, options), maxTokens: inlineMaxTokens }
+          : null;
+      return new OrtBackend(thread, provider, graph.output, ready.inputNames.includes("token_type_ids"), inline);
     } catch (err) {
       await thread.terminate();
       lastError = err as Error;

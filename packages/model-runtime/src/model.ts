@@ -69,7 +69,11 @@ export class EmbeddingModel {
     try {
       backend = await (opts.backend ?? loadOrtBackend)(
         { path: bundle.onnxPath, output: m.onnx.output },
-        { providers: opts.providers ?? ["cpu"], intraOpThreads: opts.intraOpThreads ?? 0 },
+        {
+          providers: opts.providers ?? ["cpu"],
+          intraOpThreads: opts.intraOpThreads ?? 0,
+          inlineMaxTokens: opts.inlineMaxTokens ?? 0,
+        },
         opts.onProviderFallback ?? (() => {}),
       );
     } catch (err) {

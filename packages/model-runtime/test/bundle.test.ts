@@ -221,10 +221,8 @@ describe("model bundles", () => {
     await model.release();
   });
 
-  it("runs the graph off the main thread: timers keep firing through a long batch", async () => {
-    const model = await EmbeddingModel.load(SOURCE, { intraOpThreads: 1 });
-    // One graph run of the whole batch (embedBatch never splits it).
-    const items = Array.from({ length: 16 }, () => model.tokenize("word ".repeat(1000), "document"));
+  /** Runs `fn`, timing it, and the longest gap between ticks of a 5 ms timer meanwhile. */
+  async function timerGapDuring<T>(fn: () => Promise<T>): Promise<{ value: T; runMs: number; maxGap: number }> {
     let last = performance.now();
     let maxGap = 0;
     const timer = setInterval(() => {
@@ -233,13 +231,49 @@ describe("model bundles", () => {
       last = now;
     }, 5);
     const start = performance.now();
-    const vectors = await model.embedBatch(items);
+    const value = await fn();
     const runMs = performance.now() - start;
     clearInterval(timer);
+    return { value, runMs, maxGap: Math.max(maxGap, performance.now() - last) };
+  }
+
+  it("runs the graph off the main thread: timers keep firing through a long batch", async () => {
+    const model = await EmbeddingModel.load(SOURCE, { intraOpThreads: 1 });
+    // One graph run of the whole batch (embedBatch never splits it).
+    const items = Array.from({ length: 16 }, () => model.tokenize("word ".repeat(1000), "document"));
+    const { value: vectors, runMs, maxGap } = await timerGapDuring(() => model.embedBatch(items));
     assert.equal(vectors.length, items.length);
     assert.ok(runMs > 200, `the batch must run long enough to tell (${runMs.toFixed(0)} ms)`);
     assert.ok(maxGap < runMs / 3, `longest timer gap ${maxGap.toFixed(0)} ms during a ${runMs.toFixed(0)} ms run`);
     await model.release();
+  });
+
+  it("runs a batch within inlineMaxTokens on the calling thread, a larger one on the inference thread, with the same vectors", async () => {
+    const long = "word ".repeat(1000);
+    const threaded = await EmbeddingModel.load(SOURCE, { intraOpThreads: 1 });
+    const small = Array.from({ length: 8 }, () => threaded.tokenize(long, "document"));
+    const large = Array.from({ length: 16 }, () => threaded.tokenize(long, "document"));
+    const limit = small.length * threaded.info.maxTokens;
+    const inline = await EmbeddingModel.load(SOURCE, { intraOpThreads: 1, inlineMaxTokens: limit });
+    try {
+      const onLoop = await timerGapDuring(() => inline.embedBatch(small));
+      assert.ok(onLoop.runMs > 100, `the batch must run long enough to tell (${onLoop.runMs.toFixed(0)} ms)`);
+      assert.ok(
+        onLoop.maxGap > onLoop.runMs * 0.8,
+        `${limit} padded tokens ran on the event loop: no timer fired for ${onLoop.maxGap.toFixed(0)} of ${onLoop.runMs.toFixed(0)} ms`,
+      );
+      const offLoop = await timerGapDuring(() => inline.embedBatch(large));
+      assert.ok(
+        offLoop.maxGap < offLoop.runMs / 3,
+        `${large.length * threaded.info.maxTokens} padded tokens went to the thread: longest timer gap ${offLoop.maxGap.toFixed(0)} of ${offLoop.runMs.toFixed(0)} ms`,
+      );
+      const queries = ["a short query", "does vitamin d prevent fractures"].map((q) => inline.tokenize(q, "query"));
+      const [a, b] = await Promise.all([inline.embedBatch(queries), threaded.embedBatch(queries)]);
+      for (const [i, v] of a.entries()) assert.ok(cosine(v, b[i]!) > 0.99999, `row ${i}: the same vector either way`);
+      assert.ok(cosine(onLoop.value[0]!, offLoop.value[0]!) > 0.99999, "a document: the same vector either way");
+    } finally {
+      await Promise.all([inline.release(), threaded.release()]);
+    }
   });
 
   it("refuses to embed after release instead of waiting for a thread that is gone", async () => {

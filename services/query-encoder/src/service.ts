@@ -45,6 +45,7 @@ export async function startQueryEncoder(
   const model = await EmbeddingModel.load(config.MODEL_DIR, {
     providers: ["cpu"],
     intraOpThreads: config.INTRA_OP_THREADS,
+    inlineMaxTokens: config.INLINE_MAX_TOKENS,
     dims: config.MODEL_DIMS === 0 ? undefined : config.MODEL_DIMS,
   });
   const batcher = new Batcher(
