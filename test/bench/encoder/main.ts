@@ -12,12 +12,14 @@ import { encoderClient } from "../../support/grpc.js";
 import { freePort } from "../../support/net.js";
 import { MODELS, REPO_ROOT } from "../../support/paths.js";
 import { startServiceProcess } from "../../support/process.js";
+import { benchParts } from "./parts.js";
 
 const { values: args } = parseArgs({
   options: {
     bundle: { type: "string", multiple: true },
     threads: { type: "string", default: "1" },
     requests: { type: "string", default: "400" },
+    parts: { type: "boolean", default: false },
   },
 });
 const threads = Number(args.threads);
@@ -37,6 +39,13 @@ const pct = (xs: number[], p: number) => {
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? Number.NaN;
 };
 const round = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
+
+if (args.parts) {
+  // Instead of the comparison below: one bundle's fixed cost split by layer (parts.ts).
+  const name = bundles[0]!;
+  await benchParts({ dir: `${MODELS}/${name}`, name, threads, requests, queries, pct });
+  process.exit(0);
+}
 
 const encode = (c: QueryEncoderClient, text: string) =>
   unary<EncodeRequest, EncodeResponse>(c.encode.bind(c), { texts: [text], kind: TextKind.TEXT_KIND_QUERY });

@@ -1,0 +1,84 @@
+// Where the query encoder's fixed cost goes: the same queries through each layer in turn,
+// interleaved request by request so all see the same machine load. Prints one table and
+// one JSON line. `pnpm bench:encoder --parts [--bundle NAME]`.
+//
+//   bare        onnxruntime session.run in this thread + tokenize + pool (the floor)
+//   model       EmbeddingModel.embed in this process: the same, with the hop to the inference thread
+//   grpc info   the service's Info over gRPC: a round trip through the server with no model work
+//   grpc encode the service's Encode over gRPC, everything
+//
+// encode - model - info is what the server adds around the model (validation, batcher, cache,
+// response encoding); model - bare is the inference thread's hop; info is gRPC itself.
+import { cpus } from "node:os";
+import { EmbeddingModel } from "@tandem/model-runtime";
+import { type EncodeRequest, type EncodeResponse, type InfoResponse, TextKind } from "@tandem/proto";
+import { unary } from "@tandem/service-kit";
+import { BareEmbedder } from "../../support/bare.js";
+import { encoderClient } from "../../support/grpc.js";
+import { freePort } from "../../support/net.js";
+import { REPO_ROOT } from "../../support/paths.js";
+import { startServiceProcess } from "../../support/process.js";
+
+export interface PartsOptions {
+  dir: string;
+  name: string;
+  threads: number;
+  requests: number;
+  queries: string[];
+  pct: (xs: number[], p: number) => number;
+}
+
+export async function benchParts(o: PartsOptions): Promise<void> {
+  const bare = await BareEmbedder.load(o.dir, o.threads);
+  const model = await EmbeddingModel.load(o.dir, { intraOpThreads: o.threads });
+  const port = await freePort();
+  const svc = await startServiceProcess(`${REPO_ROOT}services/query-encoder/src/main.ts`, port, {
+    MODEL_DIR: o.dir,
+    INTRA_OP_THREADS: String(o.threads),
+    CACHE_ENTRIES: "0",
+  });
+  const client = encoderClient(port);
+  const parts: Record<string, (q: string) => Promise<unknown>> = {
+    bare: (q) => bare.embed([q]),
+    model: (q) => model.embed([q], "query"),
+    "grpc info": () => unary<object, InfoResponse>(client.info.bind(client), {}),
+    "grpc encode": (q) =>
+      unary<EncodeRequest, EncodeResponse>(client.encode.bind(client), {
+        texts: [q],
+        kind: TextKind.TEXT_KIND_QUERY,
+      }),
+  };
+  const lat: Record<string, number[]> = Object.fromEntries(Object.keys(parts).map((k) => [k, []]));
+  try {
+    for (let i = 0; i < 50; i++) for (const f of Object.values(parts)) await f(o.queries[i]!);
+    for (let i = 0; i < o.requests; i++) {
+      const q = o.queries[i % o.queries.length]!;
+      for (const [k, f] of Object.entries(parts)) {
+        const t = performance.now();
+        await f(q);
+        lat[k]!.push(performance.now() - t);
+      }
+    }
+  } finally {
+    client.close();
+    await svc.stop();
+    await model.release();
+  }
+  const p50 = Object.fromEntries(Object.entries(lat).map(([k, xs]) => [k, o.pct(xs, 50)])) as Record<string, number>;
+  const r = (x: number) => Math.round(x * 1000) / 1000;
+  const split = {
+    bare_ms: r(p50.bare!),
+    thread_hop_ms: r(p50.model! - p50.bare!),
+    grpc_round_trip_ms: r(p50["grpc info"]!),
+    server_around_model_ms: r(p50["grpc encode"]! - p50.model! - p50["grpc info"]!),
+    encode_ms: r(p50["grpc encode"]!),
+  };
+  const machine = `${cpus()[0]?.model ?? "unknown cpu"} x${cpus().length}`;
+  console.log(`# query-encoder fixed cost by layer — ${o.name}, ${machine}, ${o.requests} interleaved rounds, p50 ms`);
+  console.log("| part | p50 ms | p99 ms |\n|---|---|---|");
+  for (const [k, xs] of Object.entries(lat)) console.log(`| ${k} | ${r(o.pct(xs, 50))} | ${r(o.pct(xs, 99))} |`);
+  console.log(
+    `\nsplit of encode p50: bare ${split.bare_ms} + thread hop ${split.thread_hop_ms} + gRPC round trip ${split.grpc_round_trip_ms} + server around the model ${split.server_around_model_ms}; ratio ${r(split.encode_ms / split.bare_ms)}`,
+  );
+  console.log(JSON.stringify({ bench: "encoder-parts", bundle: o.name, machine, ...split }));
+}
