@@ -17,13 +17,17 @@ export async function startServiceProcess(
   entry: string,
   port: number,
   env: Record<string, string>,
-  opts: { healthService?: string; timeoutMs?: number } = {},
+  opts: { healthService?: string; timeoutMs?: number /** Node flags, e.g. --cpu-prof. */; execArgv?: string[] } = {},
 ): Promise<ServiceProcess> {
-  const child = spawn(process.execPath, ["--conditions=tandem-src", "--import", "tsx", entry], {
-    cwd: REPO_ROOT,
-    env: { ...process.env, LOG_LEVEL: "warn", ...env, PORT: String(port) },
-    stdio: ["ignore", "inherit", "inherit"],
-  });
+  const child = spawn(
+    process.execPath,
+    [...(opts.execArgv ?? []), "--conditions=tandem-src", "--import", "tsx", entry],
+    {
+      cwd: REPO_ROOT,
+      env: { ...process.env, LOG_LEVEL: "warn", ...env, PORT: String(port) },
+      stdio: ["ignore", "inherit", "inherit"],
+    },
+  );
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   const deadline = Date.now() + (opts.timeoutMs ?? 120_000);
   while ((await checkHealth(port, opts.healthService ?? "", 500)) !== "SERVING") {
