@@ -12,7 +12,7 @@ import {
   encodeVector,
   Metric,
   QueryEncoderClient,
-  type SearchRequest,
+  SearchRequest,
   type SearchResponse,
   TextKind,
   type UpsertRequest,
@@ -87,17 +87,10 @@ after(async () => {
 });
 
 const search = (text: string) =>
-  unary<SearchRequest, SearchResponse>(annClient.search.bind(annClient), {
-    collection: "docs",
-    k: 1,
-    query: { $case: "text", value: text },
-    filter: [],
-    ef: 0,
-    exact: false,
-    withPayload: false,
-    payloadFields: [],
-    withVectors: false,
-  });
+  unary<SearchRequest, SearchResponse>(
+    annClient.search.bind(annClient),
+    SearchRequest.fromPartial({ collection: "docs", k: 1, query: { $case: "text", value: text } }),
+  );
 
 const parentOf = (s: ReadableSpan) => s.parentSpanContext?.spanId;
 

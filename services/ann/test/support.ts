@@ -9,15 +9,16 @@ import {
   type CreateCollectionRequest,
   encodeVector,
   Metric,
-  type SearchRequest,
+  SearchRequest,
   type UpsertRequest,
   type UpsertResponse,
 } from "@tandem/proto";
 import { createLogger, globalMeter, unary } from "@tandem/service-kit";
+import { rng } from "../../../test/support/random.js";
 import type { CollectionMeta } from "../src/backend.js";
 import { annConfig, type RunningAnn, startAnn } from "../src/service.js";
 
-export { unary };
+export { rng, unary };
 
 const REPO_ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 
@@ -69,18 +70,12 @@ export function createReq(
 }
 
 export function searchReq(collection: string, vector: Float32Array, extra: Partial<SearchRequest> = {}): SearchRequest {
-  return {
+  return SearchRequest.fromPartial({
     collection,
     k: 10,
     query: { $case: "vector", value: encodeVector(vector) },
-    filter: [],
-    ef: 0,
-    exact: false,
-    withPayload: false,
-    payloadFields: [],
-    withVectors: false,
     ...extra,
-  };
+  });
 }
 
 /** One client-streaming Upsert call with the given messages. */
@@ -96,18 +91,6 @@ export function upsert(client: AnnClient, messages: UpsertRequest[], timeoutMs =
 
 export function point(id: string, vector: Float32Array, payload: unknown = {}) {
   return { id, vector: encodeVector(vector), payloadJson: JSON.stringify(payload) };
-}
-
-/** Deterministic PRNG (mulberry32) so failures reproduce. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 export function gaussian(rand: () => number): number {

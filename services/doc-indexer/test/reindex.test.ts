@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { type ServiceError, status } from "@grpc/grpc-js";
 import { EmbeddingModel } from "@tandem/model-runtime";
-import { decodeVector, encodeVector, JobState } from "@tandem/proto";
+import { decodeVector, encodeVector, JobState, SearchRequest } from "@tandem/proto";
 import { unary } from "@tandem/service-kit";
 import { bundleDir } from "../../../test/support/paths.js";
 import { MINILM, SCIFACT, type SplitStack, startSplitStack, submit, waitJob } from "./support/harness.js";
@@ -53,17 +53,7 @@ describe("reindex into a new generation with an atomic alias swap", () => {
         try {
           const res = await unary(
             c.ann.search.bind(c.ann),
-            {
-              collection: "rx",
-              k: 5,
-              query: { $case: "vector", value: query },
-              filter: [],
-              ef: 0,
-              exact: false,
-              withPayload: false,
-              payloadFields: [],
-              withVectors: false,
-            },
+            SearchRequest.fromPartial({ collection: "rx", k: 5, query: { $case: "vector", value: query } }),
             { timeoutMs: 5000 },
           );
           answeredBy.add(res.collection);

@@ -1,17 +1,7 @@
 // Clustered synthetic embeddings: unit vectors around random centres, with
 // per-cluster spread, the shape real document embeddings have (many loose
 // topics). Deterministic from the seed.
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { rng } from "../../support/random.js";
 
 /** Standard normals, two per Box-Muller draw. */
 function normals(rand: () => number, out: Float32Array): void {
@@ -45,7 +35,7 @@ export interface Dataset {
  * cosine ~0.5-0.7, a hard, realistic set (easy sets flatter every index).
  */
 export function clusteredDataset(n: number, nq: number, dims: number, clusters: number, seed = 1, spread = 1): Dataset {
-  const rand = mulberry32(seed);
+  const rand = rng(seed);
   const centres = new Float32Array(clusters * dims);
   normals(rand, centres);
   for (let c = 0; c < clusters; c++) normalizeRow(centres, c, dims);

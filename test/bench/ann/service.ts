@@ -1,7 +1,7 @@
 // What the ANN benchmarks do to the service over gRPC: ingest, search load, the process's memory.
 import { readFileSync } from "node:fs";
 import { Metadata } from "@grpc/grpc-js";
-import { type AnnClient, encodeVector, type SearchRequest, type UpsertRequest } from "@tandem/proto";
+import { type AnnClient, encodeVector, SearchRequest, type UpsertRequest } from "@tandem/proto";
 import { unary } from "@tandem/service-kit";
 import { row } from "./data.js";
 
@@ -55,17 +55,7 @@ export async function ingest(
 }
 
 export function searchReq(collection: string, query: Float32Array, k: number, ef: number): SearchRequest {
-  return {
-    collection,
-    k,
-    query: { $case: "vector", value: encodeVector(query) },
-    filter: [],
-    ef,
-    exact: false,
-    withPayload: false,
-    payloadFields: [],
-    withVectors: false,
-  };
+  return SearchRequest.fromPartial({ collection, k, ef, query: { $case: "vector", value: encodeVector(query) } });
 }
 
 /**
