@@ -53,13 +53,7 @@ export async function startIndexer(
   const store = await openSideStore(config, "api", watch);
   const { redis, queue, deadLetters } = store;
   const ann = AnnGateway.fromConfig(config);
-  const teachers = new TeacherRegistry(
-    redis,
-    keys,
-    { providers: config.PROVIDERS, intraOpThreads: config.INTRA_OP_THREADS },
-    log,
-  );
-  const teacher = await teachers.register(config.TEACHER_BUNDLE_DIR, undefined, teacherDims(config));
+  const { teachers, registered: teacher } = await TeacherRegistry.configured(redis, keys, config, log);
   const metrics = new IndexerMetrics(meter, async () => queue.getJobCounts("waiting", "active", "delayed", "failed"));
   const producer = new Producer(config, queue, new Submissions(redis, keys, config.KEEP_JOBS), ann, teachers, log);
   const worker = config.RUN_WORKER ? await startWorker(config, { log, meter, shared: { metrics, ann, watch } }) : null;

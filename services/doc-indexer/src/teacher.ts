@@ -12,6 +12,7 @@ import type { Logger } from "@tandem/service-kit";
 import { FailedPreconditionError } from "@tandem/service-kit";
 import type { Redis } from "ioredis";
 import type { Target } from "./ann-gateway.js";
+import { type IndexerConfig, teacherDims } from "./config.js";
 import type { Keys } from "./queue.js";
 
 export interface TeacherOptions {
@@ -73,6 +74,26 @@ export class TeacherRegistry {
       await this.redis.hset(this.keys.teachers(), space, dir);
     }
     return { space, dims: width };
+  }
+
+  /**
+   * The registry of a process (the API, a worker) over its Redis connection, with the configured
+   * teacher (TEACHER_BUNDLE_DIR at TEACHER_DIMS) registered as the teacher of its space.
+   */
+  static async configured(
+    redis: Redis,
+    keys: Keys,
+    config: Pick<IndexerConfig, "PROVIDERS" | "INTRA_OP_THREADS" | "TEACHER_BUNDLE_DIR" | "TEACHER_DIMS">,
+    log: Logger,
+  ): Promise<{ teachers: TeacherRegistry; registered: { space: string; dims: number } }> {
+    const teachers = new TeacherRegistry(
+      redis,
+      keys,
+      { providers: config.PROVIDERS, intraOpThreads: config.INTRA_OP_THREADS },
+      log,
+    );
+    const registered = await teachers.register(config.TEACHER_BUNDLE_DIR, undefined, teacherDims(config));
+    return { teachers, registered };
   }
 
   async spaces(): Promise<Record<string, string>> {

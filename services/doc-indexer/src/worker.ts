@@ -65,13 +65,7 @@ export async function startWorker(config: IndexerConfig, deps: WorkerDeps): Prom
   const { redis, queue, deadLetters } = store;
   const ann = deps.shared?.ann ?? AnnGateway.fromConfig(config);
   const content = new ContentIndex(redis, keys);
-  const teachers = new TeacherRegistry(
-    redis,
-    keys,
-    { providers: config.PROVIDERS, intraOpThreads: config.INTRA_OP_THREADS },
-    log,
-  );
-  const registered = await teachers.register(config.TEACHER_BUNDLE_DIR, undefined, teacherDims(config));
+  const { teachers, registered } = await TeacherRegistry.configured(redis, keys, config, log);
   const teacher = await teachers.load(config.TEACHER_BUNDLE_DIR, registered.space);
   await redis.set(keys.provider(), teacher.info.executionProvider);
   const metrics = deps.shared?.metrics ?? new IndexerMetrics(deps.meter);
