@@ -1,12 +1,7 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { context, SpanKind, trace } from "@opentelemetry/api";
 import { InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
-import { annConfig, type RunningAnn, startAnn } from "@tandem/ann";
-import { dropNamespace, indexerConfig, type RunningIndexer, startIndexer } from "@tandem/doc-indexer";
 import {
   AnnClient,
   type Document,
@@ -16,49 +11,37 @@ import {
   Metric,
   type SubmitResponse,
 } from "@tandem/proto";
-import { clientTransport, startTracing, type Tracing, unary } from "@tandem/service-kit";
-import { Redis } from "ioredis";
-import { bundleDir } from "../support/paths.js";
+import { clientTransport, startTracing, unary } from "@tandem/service-kit";
+import { TestStack } from "../support/stack.js";
 
 /**
  * One trace across the queue: Indexer.Submit (gRPC) -> a BullMQ job in the real Redis -> the real
  * worker embeds with a real teacher -> Ann.Upsert (gRPC) on the real ANN service. The only links
  * are `traceparent` in gRPC metadata and the carrier the producer stores in each job's data.
  */
-const BUNDLE = bundleDir("all-minilm-l6-v2");
 const SPACE = "all-minilm-l6-v2/384";
-const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
-const PREFIX = `t-trace-${process.pid}-${Date.now().toString(36)}`;
 const exporter = new InMemorySpanExporter();
 
-let tracing: Tracing;
-let ann: RunningAnn;
-let indexer: RunningIndexer;
-let dataDir: string;
+const stack = new TestStack("trace");
 let annClient: AnnClient;
 let indexerClient: IndexerClient;
 
 before(async () => {
-  tracing = await startTracing("indexer-trace-test", { processors: [new SimpleSpanProcessor(exporter)], env: {} });
-  dataDir = mkdtempSync(join(tmpdir(), "tandem-indexer-trace-"));
-  ann = await startAnn(annConfig({ PORT: "0", HOST: "127.0.0.1", DATA_DIR: dataDir, LOG_LEVEL: "silent" }));
-  indexer = await startIndexer(
-    indexerConfig({
-      PORT: "0",
-      HOST: "127.0.0.1",
-      LOG_LEVEL: "silent",
-      REDIS_URL,
-      QUEUE_PREFIX: PREFIX,
-      ANN_ADDR: `127.0.0.1:${ann.port}`,
-      TEACHER_BUNDLE_DIR: BUNDLE,
-      PROVIDERS: "cpu",
-      INTRA_OP_THREADS: "1",
-      SHUTDOWN_GRACE_MS: "2000",
-    }),
-  );
+  const tracing = await startTracing("indexer-trace-test", {
+    processors: [new SimpleSpanProcessor(exporter)],
+    env: {},
+  });
+  stack.defer(() => tracing.shutdown());
+  const ann = await stack.ann({ LOG_LEVEL: "silent" });
+  const indexer = await stack.indexer(ann.port, { LOG_LEVEL: "silent", INTRA_OP_THREADS: "1" });
+  // Clients with the tracing interceptor: the Submit CLIENT span is part of the trace under test.
   const t = clientTransport(16 << 20);
-  annClient = new AnnClient(`127.0.0.1:${ann.port}`, t.credentials, t.options);
+  annClient = new AnnClient(ann.addr, t.credentials, t.options);
   indexerClient = new IndexerClient(`127.0.0.1:${indexer.port}`, t.credentials, clientTransport(16 << 20).options);
+  stack.defer(() => {
+    indexerClient.close();
+    annClient.close();
+  });
   await unary(annClient.createCollection.bind(annClient), {
     name: "traced",
     space: SPACE,
@@ -68,17 +51,7 @@ before(async () => {
   });
 });
 
-after(async () => {
-  indexerClient?.close();
-  annClient?.close();
-  await indexer?.stop();
-  await ann?.stop();
-  await tracing?.shutdown();
-  const redis = new Redis(REDIS_URL);
-  await dropNamespace(redis, PREFIX);
-  redis.disconnect();
-  rmSync(dataDir, { recursive: true, force: true });
-});
+after(() => stack.stop());
 
 function submit(collection: string, documents: Document[]): Promise<SubmitResponse> {
   return new Promise((resolve, reject) => {
