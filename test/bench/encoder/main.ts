@@ -1,6 +1,7 @@
 // Query-encoder benchmark: the service over gRPC and over its OpenAI-compatible HTTP endpoint
 // (its own process, as deployed) side by side with a bare in-process onnxruntime call on the same
 // bundle and the same real queries, in one run. Prints a table, then one JSON line.
+// `--parts` instead splits one bundle's fixed cost by layer (parts.ts).
 import { existsSync, readFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { parseArgs } from "node:util";

@@ -2,13 +2,15 @@
 // interleaved request by request so all see the same machine load. Prints one table and
 // one JSON line. `pnpm bench:encoder --parts [--bundle NAME]`.
 //
-//   bare        onnxruntime session.run in this thread + tokenize + pool (the floor)
-//   model       EmbeddingModel.embed in this process: the same, with the hop to the inference thread
-//   grpc info   the service's Info over gRPC: a round trip through the server with no model work
-//   grpc encode the service's Encode over gRPC, everything
+//   bare                 onnxruntime session.run in this thread + tokenize + pool (the floor)
+//   model                EmbeddingModel.embed in this process: the same, with the hop to the
+//                        inference thread and back
+//   grpc info            the service's Info over gRPC: a round trip through the server, no model
+//   grpc encode, thread  Encode over gRPC, every batch on the inference thread (INLINE_MAX_TOKENS=0)
+//   grpc encode          Encode over gRPC as served by default (a lone query runs on the event loop)
 //
-// encode - model - info is what the server adds around the model (validation, batcher, cache,
-// response encoding); model - bare is the inference thread's hop; info is gRPC itself.
+// model - bare is the inference thread's hop; info is gRPC itself; the two encodes are the
+// service before and after it stopped sending lone queries to the thread.
 import { cpus } from "node:os";
 import { EmbeddingModel } from "@tandem/model-runtime";
 import { type EncodeRequest, type EncodeResponse, type InfoResponse, TextKind } from "@tandem/proto";
@@ -31,22 +33,21 @@ export interface PartsOptions {
 export async function benchParts(o: PartsOptions): Promise<void> {
   const bare = await BareEmbedder.load(o.dir, o.threads);
   const model = await EmbeddingModel.load(o.dir, { intraOpThreads: o.threads });
-  const port = await freePort();
-  const svc = await startServiceProcess(`${REPO_ROOT}services/query-encoder/src/main.ts`, port, {
-    MODEL_DIR: o.dir,
-    INTRA_OP_THREADS: String(o.threads),
-    CACHE_ENTRIES: "0",
-  });
+  const env = { MODEL_DIR: o.dir, INTRA_OP_THREADS: String(o.threads), CACHE_ENTRIES: "0" };
+  const entry = `${REPO_ROOT}services/query-encoder/src/main.ts`;
+  const [port, threadPort] = [await freePort(), await freePort()];
+  const svc = await startServiceProcess(entry, port, env);
+  const threadSvc = await startServiceProcess(entry, threadPort, { ...env, INLINE_MAX_TOKENS: "0" });
   const client = encoderClient(port);
+  const threadClient = encoderClient(threadPort);
+  const encode = (c: typeof client, q: string) =>
+    unary<EncodeRequest, EncodeResponse>(c.encode.bind(c), { texts: [q], kind: TextKind.TEXT_KIND_QUERY });
   const parts: Record<string, (q: string) => Promise<unknown>> = {
     bare: (q) => bare.embed([q]),
     model: (q) => model.embed([q], "query"),
     "grpc info": () => unary<object, InfoResponse>(client.info.bind(client), {}),
-    "grpc encode": (q) =>
-      unary<EncodeRequest, EncodeResponse>(client.encode.bind(client), {
-        texts: [q],
-        kind: TextKind.TEXT_KIND_QUERY,
-      }),
+    "grpc encode, thread": (q) => encode(threadClient, q),
+    "grpc encode": (q) => encode(client, q),
   };
   const lat: Record<string, number[]> = Object.fromEntries(Object.keys(parts).map((k) => [k, []]));
   try {
@@ -61,8 +62,8 @@ export async function benchParts(o: PartsOptions): Promise<void> {
     }
   } finally {
     client.close();
-    await svc.stop();
-    await model.release();
+    threadClient.close();
+    await Promise.all([svc.stop(), threadSvc.stop(), model.release()]);
   }
   const p50 = Object.fromEntries(Object.entries(lat).map(([k, xs]) => [k, o.pct(xs, 50)])) as Record<string, number>;
   const r = (x: number) => Math.round(x * 1000) / 1000;
@@ -70,15 +71,17 @@ export async function benchParts(o: PartsOptions): Promise<void> {
     bare_ms: r(p50.bare!),
     thread_hop_ms: r(p50.model! - p50.bare!),
     grpc_round_trip_ms: r(p50["grpc info"]!),
-    server_around_model_ms: r(p50["grpc encode"]! - p50.model! - p50["grpc info"]!),
+    encode_thread_ms: r(p50["grpc encode, thread"]!),
     encode_ms: r(p50["grpc encode"]!),
+    ratio_thread: r(p50["grpc encode, thread"]! / p50.bare!),
+    ratio: r(p50["grpc encode"]! / p50.bare!),
   };
   const machine = `${cpus()[0]?.model ?? "unknown cpu"} x${cpus().length}`;
-  console.log(`# query-encoder fixed cost by layer — ${o.name}, ${machine}, ${o.requests} interleaved rounds, p50 ms`);
+  console.log(`# query-encoder fixed cost by layer — ${o.name}, ${machine}, ${o.requests} interleaved rounds`);
   console.log("| part | p50 ms | p99 ms |\n|---|---|---|");
   for (const [k, xs] of Object.entries(lat)) console.log(`| ${k} | ${r(o.pct(xs, 50))} | ${r(o.pct(xs, 99))} |`);
   console.log(
-    `\nsplit of encode p50: bare ${split.bare_ms} + thread hop ${split.thread_hop_ms} + gRPC round trip ${split.grpc_round_trip_ms} + server around the model ${split.server_around_model_ms}; ratio ${r(split.encode_ms / split.bare_ms)}`,
+    `\nthread hop (model - bare) ${split.thread_hop_ms} ms; gRPC round trip ${split.grpc_round_trip_ms} ms; encode / bare: ${split.ratio_thread} with every batch on the thread, ${split.ratio} as served`,
   );
   console.log(JSON.stringify({ bench: "encoder-parts", bundle: o.name, machine, ...split }));
 }
