@@ -53,6 +53,8 @@ const REQUESTS = Number(args.requests);
 const CONC = Number(args.concurrency);
 const QUANT = args.quantization as "f32" | "f16" | "i8";
 const K = 10;
+/** How long a shutdown (its final snapshot) or a restart (loading it) may take: minutes at 1M points. */
+const RESTART_MS = 1_800_000;
 const machine = `${cpus()[0]?.model ?? "unknown cpu"} x${cpus().length}`;
 
 const round = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
@@ -193,6 +195,8 @@ const bareRuns = EFS.map((ef) => {
   log(`bare usearch: ef=${ef}`);
   return { ef, one: bareOne(ef), many: bareBatch(ef) };
 });
+// Each part's figures go to the log as they land: a run of an hour that fails later keeps them.
+log(`bare usearch measured: ${JSON.stringify({ buildS: bareBuildS, memMb: bareMemMb, runs: bareRuns })}`);
 
 // ---- hnswlib-node --------------------------------------------------------------
 let hnsw: { buildS: number; memMb: number; runs: Array<{ ef: number; one: Measure }> } | null = null;
@@ -257,6 +261,7 @@ try {
   const stats = await call(client.stats.bind(client), { collection: "bench" });
   svcStats = { memoryBytes: stats.memoryBytes, diskBytes: stats.diskBytes };
   svcRssMb = residentMb(svc.child.pid!).rss;
+  log(`service ingest measured: ${JSON.stringify({ ingestS, svcRssMb, ...svcStats })}`);
 
   const serviceLoad = (ef: number, clients: number, total: number): Promise<Measure> =>
     searchLoad(client, {
@@ -276,13 +281,20 @@ try {
   for (const ef of EFS) {
     log(`service: ef=${ef}`);
     svcRuns.push({ ef, one: await serviceLoad(ef, 1, REQUESTS), many: await serviceLoad(ef, CONC, REQUESTS) });
+    log(`service measured: ${JSON.stringify(svcRuns[svcRuns.length - 1])}`);
   }
 
   // The same concurrent cells with SEARCH_BATCH_MAX=1 (one native call per search, on the event
   // loop): the service restarted on its own data, so only the batching differs.
+  // The shutdown snapshot and the restart's load grow with n (minutes at 1M): wait for both.
   client.close();
-  await svc.stop(60_000);
-  svc = await startServiceProcess("services/ann/src/main.ts", port, { ...svcEnv, SEARCH_BATCH_MAX: "1" });
+  await svc.stop(RESTART_MS);
+  svc = await startServiceProcess(
+    "services/ann/src/main.ts",
+    port,
+    { ...svcEnv, SEARCH_BATCH_MAX: "1" },
+    { timeoutMs: RESTART_MS },
+  );
   client = annClient(port);
   await serviceLoad(EFS[0]!, 4, 200);
   for (const r of svcRuns) {
@@ -291,7 +303,7 @@ try {
   }
 } finally {
   client.close();
-  await svc.stop(60_000);
+  await svc.stop(RESTART_MS);
   rmSync(dataDir, { recursive: true, force: true });
 }
 

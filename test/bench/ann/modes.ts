@@ -89,7 +89,12 @@ async function benchMode(b: ModesBench, mode: Mode) {
     await svc.stop(600_000);
     const delta = deltaOf(b.n);
     const walBytes = Math.floor(delta * (4 * b.dims + 24) * 0.9);
-    svc = await startServiceProcess(entry, port, { ...env, SNAPSHOT_WAL_BYTES: String(walBytes) });
+    svc = await startServiceProcess(
+      entry,
+      port,
+      { ...env, SNAPSHOT_WAL_BYTES: String(walBytes) },
+      { timeoutMs: 1_800_000 },
+    );
     client = annClient(port);
     await load(b.efs[0]!, 4, 200);
     let snapshotted = false;
