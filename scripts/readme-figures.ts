@@ -5,6 +5,9 @@
 //   teachers    the symmetric rows (teacher/teacher, student/student, BM25) of every report in eval-*.json
 //               and teacher-*.json, one row per model and width, the datasets side by side
 //   bench-*     the output of a benchmark run, saved in docs/figures/bench-*.txt
+//   ann-sizing  the ANN tier's memory per vector and what it comes to at 1M, 10M and 100M points, per
+//               graph precision, from the last line of docs/figures/bench-ann-modes*.txt (the largest
+//               n measured per mode) and the service's RSS in the f32 run at 1M (bench-ann-1m.txt)
 //   distill-*   a distilled student's release (training/artifacts/<name>/provenance.json) and the dose
 //               curves of the runs that made it (docs/figures/distill-<name>.r<release>.jsonl, one per
 //               release of the chain: a release may continue the one before)
@@ -261,7 +264,70 @@ function teacherTable(): string {
   ].join("\n");
 }
 
+/** What `pnpm bench:ann --modes` prints last (test/bench/ann/modes.ts). */
+interface ModesRun {
+  bench: "ann-modes";
+  n: number;
+  dims: number;
+  modes: Array<{
+    mode: string;
+    rescore: boolean;
+    oversampling: number | null;
+    rss_bytes_per_vector: number;
+    anon_bytes_per_vector: number;
+    file_bytes_per_vector: number;
+    runs: Array<{ ef: number; recall: number; qps_1: number; p99_ms_1: number }>;
+  }>;
+}
+
+const lastJson = <T>(file: string): T => {
+  const lines = readFileSync(join(FIGURES, file), "utf8").trimEnd().split("\n");
+  return JSON.parse(lines[lines.length - 1]!) as T;
+};
+const gb = (bytes: number) => (bytes >= 1e11 ? `${Math.round(bytes / 1e9)} GB` : `${(bytes / 1e9).toFixed(1)} GB`);
+
+function annSizing(): string {
+  const runs = figureFiles("bench-ann-modes", ".txt").map((f) => lastJson<ModesRun>(f));
+  if (runs.length === 0) throw new Error(`no bench-ann-modes*.txt in ${FIGURES} (save a pnpm bench:ann --modes run)`);
+  // Per mode, the largest collection it was measured at.
+  const best = new Map<string, { run: ModesRun; m: ModesRun["modes"][number] }>();
+  for (const run of runs) {
+    for (const m of run.modes) {
+      const seen = best.get(m.mode);
+      if (!seen || seen.run.n < run.n) best.set(m.mode, { run, m });
+    }
+  }
+  const rows = ["f32", "f16", "i8"].flatMap((mode) => {
+    const b = best.get(mode);
+    if (!b) return [];
+    const { run, m } = b;
+    const at = m.runs.find((r) => r.ef === 64) ?? m.runs[m.runs.length - 1]!;
+    const name = m.rescore ? `${mode} + rescore ×${m.oversampling}` : mode;
+    const heap = (n: number) => gb(n * m.anon_bytes_per_vector);
+    const pages = (n: number) => gb(n * m.file_bytes_per_vector);
+    return [
+      `| ${name} | ${thousands(run.n)} × ${run.dims} | ${at.recall} (ef ${at.ef}) | ${at.qps_1} | ${m.anon_bytes_per_vector} + ${m.file_bytes_per_vector} | ${heap(1e6)} + ${pages(1e6)} | ${heap(1e7)} + ${pages(1e7)} | ${heap(1e8)} + ${pages(1e8)} |`,
+    ];
+  });
+  const lines = [
+    "| graph | measured at | recall@10 | QPS, 1 client | bytes per vector: heap + originals' pages | 1M | 10M | 100M |",
+    "|---|---|---|---|---|---|---|---|",
+    ...rows,
+  ];
+  if (existsSync(join(FIGURES, "bench-ann-1m.txt"))) {
+    const big = lastJson<{ n: number; dims: number; service_rss_mb: number; recall_at_10: number; ef: number }>(
+      "bench-ann-1m.txt",
+    );
+    lines.push(
+      "",
+      `The f32 service at ${thousands(big.n)} × ${big.dims} (bench-ann-1m.txt): RSS ${gb(big.service_rss_mb * 2 ** 20)} after ingest, ${Math.round((big.service_rss_mb * 2 ** 20) / big.n)} bytes per vector, recall@10 ${big.recall_at_10} at ef ${big.ef}.`,
+    );
+  }
+  return lines.join("\n");
+}
+
 function render(name: string): string {
+  if (name === "ann-sizing") return annSizing();
   if (name.startsWith("distill-")) return distillFigures(name.slice("distill-".length));
   if (name === "teachers") return teacherTable();
   if (name === "config") return configTables();
