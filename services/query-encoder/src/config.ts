@@ -39,10 +39,10 @@ export const encoderConfigSchema = z.object({
     "onnxruntime intra-op threads; 0 lets onnxruntime pick",
   ),
   INLINE_MAX_TOKENS: env.int(
-    64,
+    0,
     0,
     1 << 20,
-    "batches of at most this many padded tokens (a few queries) run on the event loop instead of the inference thread, saving the hop to it and back; 0: every batch on the inference thread",
+    "batches of at most this many padded tokens run on the event loop instead of the inference thread, saving the hop to it and back (~0.5 ms a lone query) but serialising I/O and inference on one core, which cuts throughput under concurrent load; 0: every batch on the inference thread",
   ),
   CACHE_ENTRIES: env.int(10_000, 0, 10_000_000, "LRU cache of (model, kind, text) -> vector; 0 disables it"),
 });

@@ -6,11 +6,11 @@
 //   model                EmbeddingModel.embed in this process: the same, with the hop to the
 //                        inference thread and back
 //   grpc info            the service's Info over gRPC: a round trip through the server, no model
-//   grpc encode, thread  Encode over gRPC, every batch on the inference thread (INLINE_MAX_TOKENS=0)
-//   grpc encode          Encode over gRPC as served by default (a lone query runs on the event loop)
+//   grpc encode          Encode over gRPC as served by default: every batch on the inference thread
+//   grpc encode, inline  Encode with INLINE_MAX_TOKENS=64: a lone query runs on the event loop
 //
 // model - bare is the inference thread's hop; info is gRPC itself; the two encodes are the
-// service before and after it stopped sending lone queries to the thread.
+// service with and without the hop for a lone query.
 import { cpus } from "node:os";
 import { EmbeddingModel } from "@tandem/model-runtime";
 import { type EncodeRequest, type EncodeResponse, type InfoResponse, TextKind } from "@tandem/proto";
@@ -35,19 +35,19 @@ export async function benchParts(o: PartsOptions): Promise<void> {
   const model = await EmbeddingModel.load(o.dir, { intraOpThreads: o.threads });
   const env = { MODEL_DIR: o.dir, INTRA_OP_THREADS: String(o.threads), CACHE_ENTRIES: "0" };
   const entry = `${REPO_ROOT}services/query-encoder/src/main.ts`;
-  const [port, threadPort] = [await freePort(), await freePort()];
+  const [port, inlinePort] = [await freePort(), await freePort()];
   const svc = await startServiceProcess(entry, port, env);
-  const threadSvc = await startServiceProcess(entry, threadPort, { ...env, INLINE_MAX_TOKENS: "0" });
+  const inlineSvc = await startServiceProcess(entry, inlinePort, { ...env, INLINE_MAX_TOKENS: "64" });
   const client = encoderClient(port);
-  const threadClient = encoderClient(threadPort);
+  const inlineClient = encoderClient(inlinePort);
   const encode = (c: typeof client, q: string) =>
     unary<EncodeRequest, EncodeResponse>(c.encode.bind(c), { texts: [q], kind: TextKind.TEXT_KIND_QUERY });
   const parts: Record<string, (q: string) => Promise<unknown>> = {
     bare: (q) => bare.embed([q]),
     model: (q) => model.embed([q], "query"),
     "grpc info": () => unary<object, InfoResponse>(client.info.bind(client), {}),
-    "grpc encode, thread": (q) => encode(threadClient, q),
     "grpc encode": (q) => encode(client, q),
+    "grpc encode, inline": (q) => encode(inlineClient, q),
   };
   const lat: Record<string, number[]> = Object.fromEntries(Object.keys(parts).map((k) => [k, []]));
   try {
@@ -62,8 +62,8 @@ export async function benchParts(o: PartsOptions): Promise<void> {
     }
   } finally {
     client.close();
-    threadClient.close();
-    await Promise.all([svc.stop(), threadSvc.stop(), model.release()]);
+    inlineClient.close();
+    await Promise.all([svc.stop(), inlineSvc.stop(), model.release()]);
   }
   const p50 = Object.fromEntries(Object.entries(lat).map(([k, xs]) => [k, o.pct(xs, 50)])) as Record<string, number>;
   const r = (x: number) => Math.round(x * 1000) / 1000;
@@ -71,17 +71,17 @@ export async function benchParts(o: PartsOptions): Promise<void> {
     bare_ms: r(p50.bare!),
     thread_hop_ms: r(p50.model! - p50.bare!),
     grpc_round_trip_ms: r(p50["grpc info"]!),
-    encode_thread_ms: r(p50["grpc encode, thread"]!),
     encode_ms: r(p50["grpc encode"]!),
-    ratio_thread: r(p50["grpc encode, thread"]! / p50.bare!),
+    encode_inline_ms: r(p50["grpc encode, inline"]!),
     ratio: r(p50["grpc encode"]! / p50.bare!),
+    ratio_inline: r(p50["grpc encode, inline"]! / p50.bare!),
   };
   const machine = `${cpus()[0]?.model ?? "unknown cpu"} x${cpus().length}`;
   console.log(`# query-encoder fixed cost by layer — ${o.name}, ${machine}, ${o.requests} interleaved rounds`);
   console.log("| part | p50 ms | p99 ms |\n|---|---|---|");
   for (const [k, xs] of Object.entries(lat)) console.log(`| ${k} | ${r(o.pct(xs, 50))} | ${r(o.pct(xs, 99))} |`);
   console.log(
-    `\nthread hop (model - bare) ${split.thread_hop_ms} ms; gRPC round trip ${split.grpc_round_trip_ms} ms; encode / bare: ${split.ratio_thread} with every batch on the thread, ${split.ratio} as served`,
+    `\nthread hop (model - bare) ${split.thread_hop_ms} ms; gRPC round trip ${split.grpc_round_trip_ms} ms; encode / bare: ${split.ratio} as served (every batch on the thread), ${split.ratio_inline} with a lone query inline`,
   );
   console.log(JSON.stringify({ bench: "encoder-parts", bundle: o.name, machine, ...split }));
 }
