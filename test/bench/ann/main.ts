@@ -24,7 +24,7 @@ import { freePort } from "../../support/net.js";
 import { startServiceProcess } from "../../support/process.js";
 import { clusteredDataset, row } from "./data.js";
 import { benchModes, type Mode } from "./modes.js";
-import { benchServiceEnv, ingest, type Measure, pct, residentMb, searchLoad } from "./service.js";
+import { benchServiceEnv, ingest, type Measure, pct, RESTART_MS, residentMb, searchLoad } from "./service.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -53,8 +53,6 @@ const REQUESTS = Number(args.requests);
 const CONC = Number(args.concurrency);
 const QUANT = args.quantization as "f32" | "f16" | "i8";
 const K = 10;
-/** How long a shutdown (its final snapshot) or a restart (loading it) may take: minutes at 1M points. */
-const RESTART_MS = 1_800_000;
 const machine = `${cpus()[0]?.model ?? "unknown cpu"} x${cpus().length}`;
 
 const round = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d;

@@ -15,7 +15,16 @@ import { annClient } from "../../support/grpc.js";
 import { freePort } from "../../support/net.js";
 import { startServiceProcess } from "../../support/process.js";
 import { row } from "./data.js";
-import { benchServiceEnv, ingest, type Measure, pct, residentMb, searchLoad, searchReq } from "./service.js";
+import {
+  benchServiceEnv,
+  ingest,
+  type Measure,
+  pct,
+  RESTART_MS,
+  residentMb,
+  searchLoad,
+  searchReq,
+} from "./service.js";
 
 export type Mode = "f32" | "f16" | "i8";
 
@@ -93,7 +102,7 @@ async function benchMode(b: ModesBench, mode: Mode) {
       entry,
       port,
       { ...env, SNAPSHOT_WAL_BYTES: String(walBytes) },
-      { timeoutMs: 1_800_000 },
+      { timeoutMs: RESTART_MS },
     );
     client = annClient(port);
     await load(b.efs[0]!, 4, 200);

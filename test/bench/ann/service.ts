@@ -118,6 +118,9 @@ export function residentMb(pid: number): { rss: number; anon: number; file: numb
   return { rss: kb("VmRSS"), anon: kb("RssAnon"), file: kb("RssFile") };
 }
 
+/** How long a shutdown (its final snapshot) or a restart (loading it) may take: minutes at 1M points. */
+export const RESTART_MS = 1_800_000;
+
 /** The ANN service's settings for a bench run: loopback, big messages and batches, no timed snapshots. */
 export const benchServiceEnv = (dataDir: string, extra: Record<string, string> = {}): Record<string, string> => ({
   DATA_DIR: dataDir,
